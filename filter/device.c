@@ -1,0 +1,381 @@
+/* nbdkit-remap: finding, checking and formatting the metadata at
+ * startup, and the life of the sync thread (see device.h).
+ *
+ * The rule for startup is "never write over data nobody asked us to":
+ * only a region that reads as all zeros, or a new or empty spare file,
+ * is formatted without remap-format=yes, and a region that holds our
+ * metadata but no usable copy stops the server.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nbdkit-filter.h>
+
+#include "cleanup.h"
+#include "device.h"
+
+/* -D remap.verbose=1: log every remap with its sector numbers. */
+NBDKIT_DLL_PUBLIC int remap_debug_verbose = 0;
+
+static int
+spare_count_for (const struct remap_options *opt, uint64_t disk_size,
+                 uint32_t sector_size, uint32_t *count)
+{
+  uint64_t n;
+
+  if (opt->spare_bytes)
+    n = (opt->spare_bytes + sector_size - 1) / sector_size;
+  else {
+    uint32_t pct = opt->spare_percent_x100 ? opt->spare_percent_x100
+      : REMAP_DEFAULT_SPARE_PERCENT_X100;
+    n = disk_size / sector_size * pct / 10000;
+    if (!opt->spare_percent_x100 && n < REMAP_DEFAULT_MIN_SPARES)
+      n = REMAP_DEFAULT_MIN_SPARES;
+  }
+  if (n < REMAP_MIN_SPARES || n > REMAP_MAX_SPARES) {
+    nbdkit_error ("remap-spare-size: %" PRIu64 " spare sectors of %" PRIu32
+                  " bytes is out of range (%d to %" PRIu32 " sectors)",
+                  n, sector_size, REMAP_MIN_SPARES,
+                  (uint32_t) REMAP_MAX_SPARES);
+    return -1;
+  }
+  *count = n;
+  return 0;
+}
+
+/* The metadata found must belong to this disk and match what the user
+ * asked for explicitly.
+ */
+static int
+check_identity (const struct remap_options *opt,
+                const struct remap_geometry *geo, uint64_t disk_size,
+                uint32_t want_spares)
+{
+  if (geo->disk_size != disk_size) {
+    nbdkit_error ("%s was formatted for a disk of %" PRIu64 " bytes, but "
+                  "the plugin's disk is %" PRIu64 " bytes: this is not the "
+                  "remap metadata of this disk.  Use the right %s, or "
+                  "remap-format=yes to start a new, empty table",
+                  opt->store_name, geo->disk_size, disk_size,
+                  opt->internal ? "disk" : "spare file");
+    return -1;
+  }
+  if (opt->sector_size && opt->sector_size != geo->sector_size) {
+    nbdkit_error ("remap-sector-size=%" PRIu32 " does not match the sector "
+                  "size %" PRIu32 " that %s was formatted with; drop the "
+                  "parameter to use the existing layout",
+                  opt->sector_size, geo->sector_size, opt->store_name);
+    return -1;
+  }
+  if ((opt->spare_bytes || opt->spare_percent_x100) &&
+      want_spares != geo->spare_count) {
+    nbdkit_error ("remap-spare-size asks for %" PRIu32 " spare sectors, but "
+                  "%s was formatted with %" PRIu32 "; drop the parameter to "
+                  "use the existing layout",
+                  want_spares, opt->store_name, geo->spare_count);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+device_sync_write (void *vp)
+{
+  struct remap_device *dev = vp;
+  CLEANUP_FREE struct remap_entry *entries = NULL;
+  ssize_t n;
+  bool degraded;
+  int err;
+
+  n = remap_table_snapshot (dev->table,
+                            REMAP_STATE_REMAPPED | REMAP_STATE_PENDING,
+                            &entries);
+  if (n == -1) {
+    nbdkit_error ("remap: metadata sync: out of memory");
+    return -1;
+  }
+  for (int i = 0; i < REMAP_NR_COUNTERS; i++)
+    dev->md.counters[i] = __atomic_load_n (&dev->counters[i],
+                                           __ATOMIC_RELAXED);
+  if (remap_metadata_write (&dev->md, entries, n, &degraded, &err) == -1) {
+    nbdkit_error ("remap: writing the remap table failed: %s; the new "
+                  "remaps are not durable and writes that need them fail "
+                  "until a metadata write succeeds", strerror (err));
+    errno = err;
+    return -1;
+  }
+  if (degraded)
+    nbdkit_error ("remap: warning: a metadata copy could not be written; "
+                  "the table is durable in the other copy only (reduced "
+                  "redundancy)");
+  if (remap_debug_verbose)
+    nbdkit_debug ("remap: wrote metadata generation %" PRIu64
+                  " with %zd entries", dev->md.generation, n);
+  return 0;
+}
+
+/* Builds the in-memory state from a geometry and its entries. */
+static int
+build_state (struct remap_device *dev, const struct remap_geometry *geo,
+             const struct remap_entry *entries, size_t n)
+{
+  dev->geo = *geo;
+  dev->md.geo = *geo;
+  dev->table = remap_table_new (geo->data_sectors);
+  dev->spares = remap_spares_new (geo->spare_count);
+  dev->sync = remap_sync_new (device_sync_write, dev);
+  if (!dev->table || !dev->spares || !dev->sync) {
+    nbdkit_error ("remap: out of memory");
+    return -1;
+  }
+  if (remap_table_load (dev->table, entries, n) == -1) {
+    nbdkit_error ("remap: loading the table: %m");
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (entries[i].state == REMAP_STATE_REMAPPED &&
+        remap_spares_mark_used (dev->spares, entries[i].spare) == -1) {
+      nbdkit_error ("the remap table in %s is damaged: spare %" PRIu32
+                    " is given to more than one sector (sector %" PRIu64
+                    "); refusing to start", dev->md.store == NULL ? "?" :
+                    "the metadata", entries[i].spare, entries[i].sector);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int
+format_store (struct remap_device *dev, const struct remap_options *opt,
+              uint64_t disk_size, uint32_t sector_size, uint32_t spares)
+{
+  struct remap_geometry geo;
+  char why[512];
+  int err;
+
+  if (opt->readonly) {
+    nbdkit_error ("%s has no remap metadata and the server is read-only, "
+                  "so it cannot be formatted", opt->store_name);
+    return -1;
+  }
+  if (remap_geometry_compute (&geo, opt->internal, disk_size, sector_size,
+                              spares, why, sizeof why) == -1) {
+    nbdkit_error ("remap: cannot lay out the spare area: %s", why);
+    return -1;
+  }
+  if (build_state (dev, &geo, NULL, 0) == -1)
+    return -1;
+  if (remap_metadata_format (&dev->md, &err) == -1) {
+    nbdkit_error ("remap: formatting %s failed: %s", opt->store_name,
+                  strerror (err));
+    return -1;
+  }
+  dev->geo = dev->md.geo;       /* now with its identity */
+  nbdkit_debug ("remap: formatted %s: %" PRIu32 " spare sectors of %"
+                PRIu32 " bytes, export size %" PRIu64,
+                opt->store_name, geo.spare_count, geo.sector_size,
+                geo.export_size);
+  return 0;
+}
+
+/* For a store with no metadata: may it be formatted? */
+static int
+check_blank (const struct remap_options *opt, const struct remap_io *store,
+             uint64_t store_size, uint64_t disk_size,
+             uint32_t sector_size, uint32_t spares)
+{
+  struct remap_geometry geo;
+  uint64_t offset = 0, len = store_size;
+  bool is_zero;
+  char why[512];
+  int err;
+
+  if (opt->internal) {
+    if (remap_geometry_compute (&geo, true, disk_size, sector_size, spares,
+                                why, sizeof why) == -1) {
+      nbdkit_error ("remap: cannot lay out the spare area: %s", why);
+      return -1;
+    }
+    offset = geo.region_offset;
+    len = disk_size - geo.region_offset;
+  }
+  if (remap_io_is_zero (store, len, offset, &is_zero, &err) == -1) {
+    nbdkit_error ("remap: reading %s to check it is unused: %s",
+                  opt->store_name, strerror (err));
+    return -1;
+  }
+  if (is_zero)
+    return 0;
+  if (opt->internal)
+    nbdkit_error ("the last %" PRIu64 " bytes of the disk, where the remap "
+                  "area would go, hold data and no remap metadata; refusing "
+                  "to overwrite them.  Use remap-format=yes to format that "
+                  "area (destroying what is there and shrinking the disk), "
+                  "or remap-spare=FILE to keep the disk untouched and put "
+                  "the spares and table in FILE", len);
+  else
+    nbdkit_error ("%s holds data that is not remap metadata; refusing to "
+                  "overwrite it.  Give a new file name, or remap-format=yes "
+                  "to overwrite it", opt->store_name);
+  return -1;
+}
+
+struct remap_device *
+remap_device_open (const struct remap_options *opt,
+                   const struct remap_io *store, uint64_t store_size,
+                   uint64_t disk_size)
+{
+  struct remap_device *dev = calloc (1, sizeof *dev);
+  struct remap_load_result lr;
+  uint32_t sector_size = opt->sector_size ? opt->sector_size
+    : REMAP_DEFAULT_SECTOR_SIZE;
+  uint32_t spares;
+  char what[512];
+  int err;
+
+  memset (&lr, 0, sizeof lr);
+  if (dev == NULL) {
+    nbdkit_error ("remap: out of memory");
+    return NULL;
+  }
+  pthread_mutex_init (&dev->remap_lock, NULL);
+  pthread_cond_init (&dev->remap_cond, NULL);
+  dev->store = store;
+  dev->md.store = store;
+
+  if (spare_count_for (opt, disk_size, sector_size, &spares) == -1)
+    goto error;
+
+  if (opt->format) {
+    if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
+      goto error;
+    return dev;
+  }
+
+  if (remap_metadata_load (store, store_size, opt->internal,
+                           opt->sector_size, spares, &lr, &err) == -1) {
+    nbdkit_error ("remap: reading the metadata of %s: %s",
+                  opt->store_name, strerror (err));
+    goto error;
+  }
+  switch (lr.found) {
+  case REMAP_FOUND_NOTHING:
+    if (store_size > 0 &&
+        check_blank (opt, store, store_size, disk_size, sector_size,
+                     spares) == -1)
+      goto error;
+    if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
+      goto error;
+    return dev;
+
+  case REMAP_FOUND_DAMAGED:
+    remap_metadata_describe (&lr, what, sizeof what);
+    nbdkit_error ("the remap metadata of %s is damaged and no copy can be "
+                  "used (%s); refusing to start so that nothing is lost.  "
+                  "Inspect it with remapctl check, or use remap-format=yes "
+                  "to discard it (every remap in it is lost)",
+                  opt->store_name, what);
+    goto error;
+
+  case REMAP_FOUND_VALID:
+    break;
+  }
+
+  if (check_identity (opt, &lr.header.geo, disk_size, spares) == -1)
+    goto error;
+  if (spare_count_for (opt, disk_size, lr.header.geo.sector_size,
+                       &spares) == -1)
+    goto error;
+  if (build_state (dev, &lr.header.geo, lr.entries,
+                   lr.header.entry_count) == -1)
+    goto error;
+  dev->md.generation = lr.header.generation;
+  memcpy (dev->md.counters, lr.header.counters, sizeof dev->md.counters);
+  memcpy (dev->counters, lr.header.counters, sizeof dev->counters);
+  for (int i = 0; i < REMAP_COPIES; i++)
+    dev->md.copy_valid[i] = lr.copy[i].status == REMAP_DECODE_OK &&
+      lr.copy[i].generation == lr.header.generation;
+  nbdkit_debug ("remap: loaded %s: generation %" PRIu64 ", %" PRIu32
+                " entries, %" PRIu32 " of %" PRIu32 " spares used",
+                opt->store_name, lr.header.generation, lr.header.entry_count,
+                remap_spares_used (dev->spares), lr.header.geo.spare_count);
+
+  if (lr.needs_repair) {
+    remap_metadata_describe (&lr, what, sizeof what);
+    if (opt->readonly)
+      nbdkit_error ("remap: warning: metadata of %s needs repair (%s), "
+                    "but the server is read-only", opt->store_name, what);
+    else {
+      nbdkit_error ("remap: warning: repairing the metadata of %s (%s)",
+                    opt->store_name, what);
+      remap_sync_mark_changed (dev->sync);
+      if (remap_sync_now (dev->sync) == -1)
+        goto error;
+    }
+  }
+  free (lr.entries);
+  return dev;
+
+ error:
+  free (lr.entries);
+  remap_device_free (dev);
+  return NULL;
+}
+
+int
+remap_device_start (struct remap_device *dev)
+{
+  if (remap_sync_start (dev->sync) == -1) {
+    nbdkit_error ("remap: cannot start the metadata sync thread: %m");
+    return -1;
+  }
+  return 0;
+}
+
+void
+remap_device_stop (struct remap_device *dev)
+{
+  pthread_mutex_lock (&dev->remap_lock);
+  dev->stopping = true;
+  pthread_cond_broadcast (&dev->remap_cond);
+  pthread_mutex_unlock (&dev->remap_lock);
+
+  remap_sync_stop (dev->sync);
+  /* Whatever changed after the thread's last write goes out now. */
+  if (remap_sync_is_dirty (dev->sync))
+    remap_sync_now (dev->sync);
+}
+
+void
+remap_device_free (struct remap_device *dev)
+{
+  if (dev == NULL)
+    return;
+  remap_sync_free (dev->sync);
+  remap_spares_free (dev->spares);
+  remap_table_free (dev->table);
+  pthread_cond_destroy (&dev->remap_cond);
+  pthread_mutex_destroy (&dev->remap_lock);
+  free (dev);
+}
+
+int
+remap_device_sync (struct remap_device *dev, int *err)
+{
+  if (remap_sync_wait (dev->sync, remap_sync_mark_changed (dev->sync)) == -1) {
+    *err = errno;
+    return -1;
+  }
+  return 0;
+}
+
+uint64_t
+remap_device_counter (struct remap_device *dev, enum remap_counter c)
+{
+  return __atomic_load_n (&dev->counters[c], __ATOMIC_RELAXED);
+}

@@ -1,0 +1,125 @@
+/* nbdkit-remap: the on-disk metadata format and the layout of the
+ * remap region.
+ *
+ * The region (at the end of the plugin's disk, or the whole spare
+ * file) is laid out as
+ *
+ *   [header A][table A][spare 0 ... spare N-1][table B][header B]
+ *
+ * so that header B always sits in the last whole header slot of the
+ * store, where a later start finds it without knowing the geometry.
+ * Every field is little-endian.  The functions here only convert
+ * between memory and byte buffers; they do no I/O.
+ */
+#ifndef REMAP_FORMAT_H
+#define REMAP_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "table.h"
+
+#define REMAP_MAGIC "nbdkit-remap\r\n\032\n"  /* 16 bytes, no NUL */
+#define REMAP_MAGIC_LEN 16
+#define REMAP_FORMAT_VERSION 1
+#define REMAP_HEADER_BYTES 4096
+#define REMAP_ENTRY_BYTES 16
+#define REMAP_COPIES 2
+#define REMAP_NR_COUNTERS 32
+#define REMAP_MIN_SECTOR_SIZE 512
+#define REMAP_MAX_SECTOR_SIZE 65536
+/* Table slots hold twice the spares (remaps plus pending sectors) and
+ * a fixed allowance, so a table never outgrows its slot.
+ */
+#define REMAP_EXTRA_ENTRIES 1024
+#define REMAP_MIN_SPARES 1
+#define REMAP_MAX_SPARES ((UINT32_MAX - REMAP_EXTRA_ENTRIES) / 2)
+
+struct remap_geometry {
+  uint32_t sector_size;
+  bool internal;                /* region on the plugin's own disk */
+  uint64_t disk_size;           /* plugin size when formatted */
+  uint64_t export_size;
+  uint64_t data_sectors;        /* sectors exported; last may be partial */
+  uint64_t region_offset;       /* in the store */
+  uint64_t region_size;
+  uint64_t header_bytes;        /* one header slot */
+  uint64_t table_bytes;         /* one table slot */
+  uint64_t spare_offset;        /* spare 0, in the store */
+  uint32_t spare_count;
+  uint32_t entry_capacity;
+  uint64_t header_offset[REMAP_COPIES];
+  uint64_t table_offset[REMAP_COPIES];
+  uint8_t uuid[16];             /* binds the metadata to its disk */
+};
+
+/* One decoded header. */
+struct remap_header {
+  struct remap_geometry geo;
+  uint32_t copy_index;
+  uint64_t generation;
+  uint32_t entry_count;
+  uint32_t table_crc;           /* checksum over header and entries */
+  uint64_t counters[REMAP_NR_COUNTERS];
+};
+
+enum remap_decode_status {
+  REMAP_DECODE_OK = 0,
+  REMAP_DECODE_NO_MAGIC,        /* not ours (or never formatted) */
+  REMAP_DECODE_BAD_VERSION,     /* ours, from a newer release */
+  REMAP_DECODE_BAD_GEOMETRY,    /* geometry checksum or values wrong */
+  REMAP_DECODE_BAD_CHECKSUM,    /* header or table checksum wrong */
+  REMAP_DECODE_BAD_ENTRIES,     /* checksum right, contents impossible */
+};
+extern const char *remap_decode_strerror (enum remap_decode_status s);
+
+/* Header slot size for a sector size. */
+extern uint64_t remap_header_slot (uint32_t sector_size);
+
+/* Where header B lives for an internal region on a disk of this size
+ * and sector size: the last whole header slot.  Returns -1 if the disk
+ * is too small to hold one.
+ */
+extern int64_t remap_last_header_offset (uint64_t disk_size,
+                                         uint32_t sector_size);
+
+/* Lays out a region.  In internal mode the region ends at the last
+ * whole sector of the disk and the export is what comes before it; in
+ * external mode the region is the whole store and the export is the
+ * whole disk.  Returns -1 with an explanation in why[] if it does not
+ * fit.
+ */
+extern int remap_geometry_compute (struct remap_geometry *geo,
+                                   bool internal, uint64_t disk_size,
+                                   uint32_t sector_size,
+                                   uint32_t spare_count,
+                                   char *why, size_t why_len);
+
+/* Encodes a header for entry_count entries whose encoded bytes are
+ * table[0 .. entry_count*REMAP_ENTRY_BYTES).  Fills the table
+ * checksum.  buf is REMAP_HEADER_BYTES long.
+ */
+extern void remap_header_encode (const struct remap_header *h,
+                                 const unsigned char *table,
+                                 unsigned char *buf);
+extern void remap_entries_encode (const struct remap_entry *entries,
+                                  size_t n, unsigned char *table);
+
+/* Decodes and checks the magic, version and geometry of a header. */
+extern enum remap_decode_status
+remap_header_decode (const unsigned char *buf, struct remap_header *h);
+/* Checks the checksum of a decoded header against its entries, then
+ * decodes and validates the entries into entries[] (entry_count long).
+ */
+extern enum remap_decode_status
+remap_entries_decode (const struct remap_header *h,
+                      const unsigned char *header_buf,
+                      const unsigned char *table,
+                      struct remap_entry *entries);
+
+/* True if two geometries describe the same region. */
+extern bool remap_geometry_equal (const struct remap_geometry *a,
+                                  const struct remap_geometry *b);
+
+#endif /* REMAP_FORMAT_H */

@@ -1,0 +1,547 @@
+/* nbdkit-remap: the nbdkit glue.  Parameters, the filter callbacks,
+ * and the life of the shared plugin context that the sync thread
+ * writes the metadata through.  Everything else is in the core.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nbdkit-filter.h>
+
+#include "device.h"
+#include "sparefile.h"
+
+static_assert (REMAP_FLAG_FUA == NBDKIT_FLAG_FUA, "FUA flag value");
+static_assert (REMAP_FLAG_MAY_TRIM == NBDKIT_FLAG_MAY_TRIM, "flag value");
+static_assert (REMAP_FLAG_FAST_ZERO == NBDKIT_FLAG_FAST_ZERO, "flag value");
+
+/* Parameters. */
+static char *spare_path;               /* remap-spare */
+static struct remap_options options;
+
+/* Server-wide state, from .after_fork to .cleanup. */
+static nbdkit_next *shared_next;
+static struct remap_io shared_origin;  /* the plugin, outside connections */
+static struct remap_sparefile sparefile = { .fd = -1 };
+static struct remap_device *device;
+
+/* Per connection: the plugin as a struct remap_io. */
+struct remap_handle {
+  struct remap_io origin;
+};
+
+static void
+remap_unload (void)
+{
+  remap_device_free (device);
+  free (spare_path);
+}
+
+/* "N%" with up to two decimals, 0 < N <= 50. */
+static int
+parse_percent (const char *value, uint32_t *x100)
+{
+  unsigned whole = 0, frac = 0, digits = 0;
+  const char *p = value;
+
+  if (*p < '0' || *p > '9')
+    return -1;
+  while (*p >= '0' && *p <= '9' && whole <= 100)
+    whole = whole * 10 + (*p++ - '0');
+  if (*p == '.') {
+    p++;
+    while (*p >= '0' && *p <= '9' && digits < 2) {
+      frac = frac * 10 + (*p++ - '0');
+      digits++;
+    }
+    if (digits == 0)
+      return -1;
+    if (digits == 1)
+      frac *= 10;
+  }
+  if (strcmp (p, "%") != 0)
+    return -1;
+  *x100 = whole * 100 + frac;
+  return *x100 > 0 && *x100 <= 5000 ? 0 : -1;
+}
+
+static int
+remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
+              const char *key, const char *value)
+{
+  if (strcmp (key, "remap-spare") == 0) {
+    free (spare_path);
+    if (*value == '\0') {
+      nbdkit_error ("remap-spare: the file name is empty");
+      return -1;
+    }
+    spare_path = nbdkit_absolute_path (value);
+    return spare_path ? 0 : -1;
+  }
+  if (strcmp (key, "remap-spare-size") == 0) {
+    options.spare_bytes = 0;
+    options.spare_percent_x100 = 0;
+    if (strchr (value, '%')) {
+      if (parse_percent (value, &options.spare_percent_x100) == -1) {
+        nbdkit_error ("remap-spare-size=%s: a percentage must be more than "
+                      "0%% and at most 50%% of the disk, with at most two "
+                      "decimals (like 1%% or 0.25%%)", value);
+        return -1;
+      }
+      return 0;
+    }
+    int64_t r = nbdkit_parse_size (value);
+    if (r == -1)
+      return -1;
+    if (r == 0) {
+      nbdkit_error ("remap-spare-size=%s: the spare area cannot be empty",
+                    value);
+      return -1;
+    }
+    options.spare_bytes = r;
+    return 0;
+  }
+  if (strcmp (key, "remap-sector-size") == 0) {
+    int64_t r = nbdkit_parse_size (value);
+    if (r == -1)
+      return -1;
+    if (r < REMAP_MIN_SECTOR_SIZE || r > REMAP_MAX_SECTOR_SIZE ||
+        (r & (r - 1)) != 0) {
+      nbdkit_error ("remap-sector-size=%s: must be a power of two from %d "
+                    "to %d bytes", value, REMAP_MIN_SECTOR_SIZE,
+                    REMAP_MAX_SECTOR_SIZE);
+      return -1;
+    }
+    options.sector_size = r;
+    return 0;
+  }
+  if (strcmp (key, "remap-format") == 0) {
+    int r = nbdkit_parse_bool (value);
+    if (r == -1)
+      return -1;
+    options.format = r;
+    return 0;
+  }
+  if (strncmp (key, "remap-", 6) == 0) {
+    nbdkit_error ("unknown parameter %s; see nbdkit-remap-filter(1) for the "
+                  "remap- parameters", key);
+    return -1;
+  }
+  return next (nxdata, key, value);
+}
+
+static int
+remap_config_complete (nbdkit_next_config_complete *next,
+                       nbdkit_backend *nxdata)
+{
+  options.internal = spare_path == NULL;
+  options.store_name = spare_path ? spare_path : "the disk";
+  return next (nxdata);
+}
+
+#define remap_config_help \
+  "remap-spare=FILE          Keep spares and table in FILE (default: on disk).\n" \
+  "remap-spare-size=SIZE|N%  Size of the spare area (default 1%).\n" \
+  "remap-sector-size=N       Remapping unit, 512..65536 (default 4096).\n" \
+  "remap-format=yes          Format the spare area, discarding what is there."
+
+/* struct remap_io over an nbdkit_next. */
+static int
+next_pread (void *opaque, void *buf, uint32_t count, uint64_t offset,
+            uint32_t flags, int *err)
+{
+  nbdkit_next *next = opaque;
+  return next->pread (next, buf, count, offset, flags, err);
+}
+
+static int
+next_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
+             uint32_t flags, int *err)
+{
+  nbdkit_next *next = opaque;
+  return next->pwrite (next, buf, count, offset, flags, err);
+}
+
+static int
+next_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
+           int *err)
+{
+  nbdkit_next *next = opaque;
+  return next->zero (next, count, offset, flags, err);
+}
+
+static int
+next_trim (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
+           int *err)
+{
+  nbdkit_next *next = opaque;
+  return next->trim (next, count, offset, flags, err);
+}
+
+static int
+next_cache (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
+            int *err)
+{
+  nbdkit_next *next = opaque;
+  return next->cache (next, count, offset, flags, err);
+}
+
+static int
+next_flush (void *opaque, int *err)
+{
+  nbdkit_next *next = opaque;
+  return next->flush (next, 0, err);
+}
+
+static int
+next_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
+             bool *zero, int *err)
+{
+  nbdkit_next *next = opaque;
+  struct nbdkit_extents *exts = nbdkit_extents_new (offset, offset + count);
+  struct nbdkit_extent e;
+
+  if (exts == NULL) {
+    *err = errno;
+    return -1;
+  }
+  if (next->extents (next, count, offset, NBDKIT_FLAG_REQ_ONE, exts,
+                     err) == -1) {
+    nbdkit_extents_free (exts);
+    return -1;
+  }
+  e = nbdkit_get_extent (exts, 0);
+  *run = e.offset + e.length - offset;
+  *zero = (e.type & NBDKIT_EXTENT_ZERO) != 0;
+  nbdkit_extents_free (exts);
+  return 0;
+}
+
+/* Asks the plugin what it can do, once, and leaves out of the
+ * struct remap_io what it cannot (the server asserts that a filter
+ * never calls what it was not offered).
+ */
+static int
+origin_from_next (nbdkit_next *next, struct remap_io *io)
+{
+  int can_zero, can_trim, can_cache, can_flush, can_fua, can_extents;
+
+  if ((can_zero = next->can_zero (next)) == -1 ||
+      (can_trim = next->can_trim (next)) == -1 ||
+      (can_cache = next->can_cache (next)) == -1 ||
+      (can_flush = next->can_flush (next)) == -1 ||
+      (can_fua = next->can_fua (next)) == -1 ||
+      (can_extents = next->can_extents (next)) == -1)
+    return -1;
+  *io = (struct remap_io) {
+    .opaque = next,
+    .pread = next_pread,
+    .pwrite = next_pwrite,
+    .zero = can_zero == NBDKIT_ZERO_NATIVE ? next_zero : NULL,
+    .trim = can_trim ? next_trim : NULL,
+    .cache = can_cache != NBDKIT_CACHE_NONE ? next_cache : NULL,
+    .flush = can_flush ? next_flush : NULL,
+    .extent = can_extents ? next_extent : NULL,
+    .can_fua = can_fua != NBDKIT_FUA_NONE,
+  };
+  return 0;
+}
+
+static void
+close_shared_next (void)
+{
+  if (shared_next) {
+    shared_next->finalize (shared_next);
+    nbdkit_next_context_close (shared_next);
+    shared_next = NULL;
+  }
+}
+
+/* Loads (or formats) the metadata and starts the sync thread, before
+ * any client can connect.
+ */
+static int
+remap_after_fork (nbdkit_backend *backend)
+{
+  const struct remap_io *store;
+  int64_t disk_size;
+  uint64_t store_size;
+  int can_write;
+
+  shared_next = nbdkit_next_context_open (backend, 0, "", 1);
+  if (shared_next == NULL) {
+    nbdkit_error ("remap: cannot open the plugin outside a connection");
+    return -1;
+  }
+  if (shared_next->prepare (shared_next) == -1 ||
+      (disk_size = shared_next->get_size (shared_next)) == -1 ||
+      (can_write = shared_next->can_write (shared_next)) == -1 ||
+      origin_from_next (shared_next, &shared_origin) == -1)
+    goto error;
+  options.readonly = !can_write;
+
+  if (options.internal) {
+    store = &shared_origin;
+    store_size = disk_size;
+  }
+  else {
+    if (remap_sparefile_open (&sparefile, spare_path, options.readonly) == -1)
+      goto error;
+    if (remap_sparefile_size (&sparefile, &store_size) == -1) {
+      nbdkit_error ("remap-spare: %s: %m", spare_path);
+      goto error;
+    }
+    store = &sparefile.io;
+  }
+
+  device = remap_device_open (&options, store, store_size, disk_size);
+  if (device == NULL || remap_device_start (device) == -1)
+    goto error;
+  return 0;
+
+ error:
+  remap_device_free (device);
+  device = NULL;
+  remap_sparefile_close (&sparefile, spare_path, true);
+  close_shared_next ();
+  return -1;
+}
+
+/* Set the cancel flag, wake every sleeper, join, write the last
+ * changes: nothing here waits for anything but I/O already under way.
+ */
+static void
+remap_cleanup (nbdkit_backend *backend)
+{
+  (void) backend;
+  if (device)
+    remap_device_stop (device);
+  remap_sparefile_close (&sparefile, spare_path, false);
+  close_shared_next ();
+}
+
+static void *
+remap_open (nbdkit_next_open *next, nbdkit_context *nxdata, int readonly,
+            const char *exportname, int is_tls)
+{
+  struct remap_handle *h;
+
+  (void) is_tls;
+  if (next (nxdata, readonly, exportname) == -1)
+    return NULL;
+  h = calloc (1, sizeof *h);
+  if (h == NULL) {
+    nbdkit_error ("calloc: %m");
+    return NULL;
+  }
+  return h;
+}
+
+static void
+remap_close (void *handle)
+{
+  free (handle);
+}
+
+static int
+remap_prepare (nbdkit_next *next, void *handle, int readonly)
+{
+  struct remap_handle *h = handle;
+
+  (void) readonly;
+  if (device == NULL) {
+    nbdkit_error ("remap: the remap table is not loaded");
+    return -1;
+  }
+  /* The server checks every request against the size it was told. */
+  if (next->get_size (next) == -1)
+    return -1;
+  return origin_from_next (next, &h->origin);
+}
+
+static int64_t
+remap_get_size (nbdkit_next *next, void *handle)
+{
+  (void) next; (void) handle;
+  return device->geo.export_size;
+}
+
+/* Flushing also makes new remaps durable, so it is always offered. */
+static int
+remap_can_flush (nbdkit_next *next, void *handle)
+{
+  (void) next; (void) handle;
+  return 1;
+}
+
+static int
+remap_can_fua (nbdkit_next *next, void *handle)
+{
+  struct remap_handle *h = handle;
+  (void) next;
+  return h->origin.can_fua ? NBDKIT_FUA_NATIVE : NBDKIT_FUA_EMULATE;
+}
+
+/* Without a native zero below, let nbdkit turn zeroing into writes,
+ * which our pwrite remaps like any other.
+ */
+static int
+remap_can_zero (nbdkit_next *next, void *handle)
+{
+  struct remap_handle *h = handle;
+  (void) next;
+  return h->origin.zero ? NBDKIT_ZERO_NATIVE : NBDKIT_ZERO_EMULATE;
+}
+
+static int
+remap_can_fast_zero (nbdkit_next *next, void *handle)
+{
+  struct remap_handle *h = handle;
+  return h->origin.zero ? next->can_fast_zero (next) : 0;
+}
+
+static int
+remap_pread (nbdkit_next *next, void *handle, void *buf, uint32_t count,
+             uint64_t offset, uint32_t flags, int *err)
+{
+  struct remap_handle *h = handle;
+  (void) next;
+  return remap_device_pread (device, &h->origin, buf, count, offset, flags,
+                             err);
+}
+
+static int
+remap_pwrite (nbdkit_next *next, void *handle, const void *buf,
+              uint32_t count, uint64_t offset, uint32_t flags, int *err)
+{
+  struct remap_handle *h = handle;
+  (void) next;
+  return remap_device_pwrite (device, &h->origin, buf, count, offset, flags,
+                              err);
+}
+
+static int
+remap_zero (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
+            uint32_t flags, int *err)
+{
+  struct remap_handle *h = handle;
+  (void) next;
+  return remap_device_zero (device, &h->origin, count, offset, flags, err);
+}
+
+static int
+remap_trim (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
+            uint32_t flags, int *err)
+{
+  struct remap_handle *h = handle;
+  (void) next;
+  return remap_device_trim (device, &h->origin, count, offset, flags, err);
+}
+
+static int
+remap_cache (nbdkit_next *next, void *handle, uint32_t count,
+             uint64_t offset, uint32_t flags, int *err)
+{
+  struct remap_handle *h = handle;
+  (void) next;
+  return remap_device_cache (device, &h->origin, count, offset, flags, err);
+}
+
+static int
+remap_flush (nbdkit_next *next, void *handle, uint32_t flags, int *err)
+{
+  struct remap_handle *h = handle;
+  (void) next; (void) flags;
+  return remap_device_flush (device, &h->origin, err);
+}
+
+/* Extents: the plugin's answer, except that remapped sectors are
+ * allocated data wherever the plugin thinks they are.
+ */
+struct extents_request {
+  nbdkit_next *next;
+  uint32_t flags;
+  struct nbdkit_extents *extents;
+};
+
+static int
+extents_span (void *vp, uint64_t offset, uint32_t len,
+              const struct remap_entry *entry, int *err)
+{
+  struct extents_request *rq = vp;
+  struct nbdkit_extents *plugin;
+  size_t i, n;
+
+  if (entry) {
+    if (nbdkit_add_extent (rq->extents, offset, len, 0) == -1) {
+      *err = errno;
+      return -1;
+    }
+    return rq->flags & NBDKIT_FLAG_REQ_ONE ? 1 : 0;
+  }
+  plugin = nbdkit_extents_full (rq->next, len, offset, rq->flags, err);
+  if (plugin == NULL)
+    return -1;
+  n = nbdkit_extents_count (plugin);
+  for (i = 0; i < n; i++) {
+    struct nbdkit_extent e = nbdkit_get_extent (plugin, i);
+    if (nbdkit_add_extent (rq->extents, e.offset, e.length, e.type) == -1) {
+      *err = errno;
+      nbdkit_extents_free (plugin);
+      return -1;
+    }
+  }
+  nbdkit_extents_free (plugin);
+  return rq->flags & NBDKIT_FLAG_REQ_ONE ? 1 : 0;
+}
+
+static int
+remap_extents (nbdkit_next *next, void *handle, uint32_t count,
+               uint64_t offset, uint32_t flags,
+               struct nbdkit_extents *extents, int *err)
+{
+  struct extents_request rq = { .next = next, .flags = flags,
+                                .extents = extents };
+  int r;
+
+  (void) handle;
+  if (!remap_table_may_touch (device->table,
+                              offset / device->geo.sector_size,
+                              (offset + count - 1) / device->geo.sector_size))
+    return next->extents (next, count, offset, flags, extents, err);
+  r = remap_device_walk (device, count, offset, extents_span, &rq, err);
+  return r == -1 ? -1 : 0;
+}
+
+static struct nbdkit_filter filter = {
+  .name              = "remap",
+  .longname          = "nbdkit bad-sector remapping filter",
+  .unload            = remap_unload,
+  .config            = remap_config,
+  .config_complete   = remap_config_complete,
+  .config_help       = remap_config_help,
+  .after_fork        = remap_after_fork,
+  .cleanup           = remap_cleanup,
+  .open              = remap_open,
+  .close             = remap_close,
+  .prepare           = remap_prepare,
+  .get_size          = remap_get_size,
+  .can_flush         = remap_can_flush,
+  .can_fua           = remap_can_fua,
+  .can_zero          = remap_can_zero,
+  .can_fast_zero     = remap_can_fast_zero,
+  .pread             = remap_pread,
+  .pwrite            = remap_pwrite,
+  .zero              = remap_zero,
+  .trim              = remap_trim,
+  .cache             = remap_cache,
+  .flush             = remap_flush,
+  .extents           = remap_extents,
+};
+
+NBDKIT_REGISTER_FILTER (filter)

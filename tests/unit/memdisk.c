@@ -1,0 +1,143 @@
+/* nbdkit-remap unit tests: a disk in memory (see memdisk.h). */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memdisk.h"
+
+static bool
+touches (const uint64_t *list, unsigned n, uint32_t unit,
+         uint64_t offset, uint32_t count)
+{
+  for (unsigned i = 0; i < n; i++) {
+    uint64_t start = list[i] * unit, end = start + unit;
+    if (offset < end && offset + count > start)
+      return true;
+  }
+  return false;
+}
+
+static int
+md_pread (void *opaque, void *buf, uint32_t count, uint64_t offset,
+          uint32_t flags, int *err)
+{
+  struct memdisk *d = opaque;
+  int r = 0;
+
+  (void) flags;
+  pthread_mutex_lock (&d->lock);
+  d->preads++;
+  if (offset + count > d->size) {
+    *err = EINVAL;
+    r = -1;
+  }
+  else if (touches (d->bad_read, d->nr_bad_read, d->bad_unit, offset, count)) {
+    *err = EIO;
+    r = -1;
+  }
+  else
+    memcpy (buf, d->data + offset, count);
+  pthread_mutex_unlock (&d->lock);
+  return r;
+}
+
+static int
+md_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
+           uint32_t flags, int *err)
+{
+  struct memdisk *d = opaque;
+  int r = 0;
+
+  (void) flags;
+  pthread_mutex_lock (&d->lock);
+  d->pwrites++;
+  if (offset + count > d->size) {
+    *err = EINVAL;
+    r = -1;
+  }
+  else if (d->fail_all_writes ||
+           touches (d->bad_write, d->nr_bad_write, d->bad_unit,
+                    offset, count)) {
+    *err = EIO;
+    r = -1;
+  }
+  else
+    memcpy (d->data + offset, buf, count);
+  pthread_mutex_unlock (&d->lock);
+  return r;
+}
+
+static int
+md_flush (void *opaque, int *err)
+{
+  struct memdisk *d = opaque;
+
+  (void) err;
+  pthread_mutex_lock (&d->lock);
+  d->flushes++;
+  pthread_mutex_unlock (&d->lock);
+  return 0;
+}
+
+struct memdisk *
+memdisk_new (uint64_t size, uint32_t bad_unit)
+{
+  struct memdisk *d = calloc (1, sizeof *d);
+
+  if (d == NULL)
+    return NULL;
+  d->data = calloc (1, size);
+  if (d->data == NULL) {
+    free (d);
+    return NULL;
+  }
+  d->size = size;
+  d->bad_unit = bad_unit;
+  pthread_mutex_init (&d->lock, NULL);
+  d->io = (struct remap_io) {
+    .opaque = d,
+    .pread = md_pread,
+    .pwrite = md_pwrite,
+    .flush = md_flush,
+  };
+  return d;
+}
+
+void
+memdisk_free (struct memdisk *d)
+{
+  if (d) {
+    pthread_mutex_destroy (&d->lock);
+    free (d->data);
+    free (d);
+  }
+}
+
+void
+memdisk_fail_write (struct memdisk *d, uint64_t unit)
+{
+  pthread_mutex_lock (&d->lock);
+  if (d->nr_bad_write < MEMDISK_MAX_BAD)
+    d->bad_write[d->nr_bad_write++] = unit;
+  pthread_mutex_unlock (&d->lock);
+}
+
+void
+memdisk_fail_read (struct memdisk *d, uint64_t unit)
+{
+  pthread_mutex_lock (&d->lock);
+  if (d->nr_bad_read < MEMDISK_MAX_BAD)
+    d->bad_read[d->nr_bad_read++] = unit;
+  pthread_mutex_unlock (&d->lock);
+}
+
+void
+memdisk_heal (struct memdisk *d)
+{
+  pthread_mutex_lock (&d->lock);
+  d->nr_bad_write = d->nr_bad_read = 0;
+  d->fail_all_writes = false;
+  pthread_mutex_unlock (&d->lock);
+}
