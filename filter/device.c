@@ -19,8 +19,42 @@
 #include "cleanup.h"
 #include "device.h"
 
-/* -D remap.verbose=1: log every remap with its sector numbers. */
+/* -D remap.verbose=1: log every remap, pending sector, recovery and
+ * retired spare with its numbers.
+ */
 NBDKIT_DLL_PUBLIC int remap_debug_verbose = 0;
+
+static const char *counter_names[REMAP_NR_COUNTERS_USED] = {
+  [REMAP_COUNTER_READS] = "reads",
+  [REMAP_COUNTER_WRITES] = "writes",
+  [REMAP_COUNTER_BYTES_READ] = "bytes_read",
+  [REMAP_COUNTER_BYTES_WRITTEN] = "bytes_written",
+  [REMAP_COUNTER_REDIRECTED] = "redirected_ios",
+  [REMAP_COUNTER_READ_ERRORS] = "read_errors",
+  [REMAP_COUNTER_WRITE_ERRORS] = "write_errors",
+  [REMAP_COUNTER_RETRIES] = "retries",
+  [REMAP_COUNTER_REMAPS] = "remaps",
+  [REMAP_COUNTER_RECOVERED] = "recovered",
+  [REMAP_COUNTER_SYNCS] = "metadata_syncs",
+  [REMAP_COUNTER_LAST_SYNC_NS] = "last_sync_ns",
+};
+
+const char *
+remap_counter_name (enum remap_counter c)
+{
+  return c < REMAP_NR_COUNTERS_USED ? counter_names[c] : "unknown";
+}
+
+void
+remap_options_init (struct remap_options *opt)
+{
+  memset (opt, 0, sizeof *opt);
+  opt->read_retries = REMAP_DEFAULT_READ_RETRIES;
+  opt->warn_x100[0] = 7500;
+  opt->warn_x100[1] = 9000;
+  opt->nr_warn = 2;
+  opt->storm_limit = REMAP_DEFAULT_STORM_LIMIT;
+}
 
 static int
 spare_count_for (const struct remap_options *opt, uint64_t disk_size,
@@ -83,26 +117,47 @@ check_identity (const struct remap_options *opt,
   return 0;
 }
 
+/* The sync thread's write: the table's sectors, then the retired
+ * spares, with the counters in the header.
+ */
 static int
 device_sync_write (void *vp)
 {
   struct remap_device *dev = vp;
   CLEANUP_FREE struct remap_entry *entries = NULL;
-  ssize_t n;
+  CLEANUP_FREE uint32_t *retired = NULL;
+  struct remap_sync_stats stats;
+  struct remap_entry *all;
+  ssize_t n, nr_retired;
   bool degraded;
   int err;
 
   n = remap_table_snapshot (dev->table,
                             REMAP_STATE_REMAPPED | REMAP_STATE_PENDING,
                             &entries);
-  if (n == -1) {
+  nr_retired = remap_spares_retired_list (dev->spares, &retired);
+  if (n == -1 || nr_retired == -1 ||
+      (all = realloc (entries, (n + nr_retired + 1) * sizeof *all)) == NULL) {
     nbdkit_error ("remap: metadata sync: out of memory");
     return -1;
   }
+  entries = all;
+  for (ssize_t i = 0; i < nr_retired; i++)
+    entries[n + i] = (struct remap_entry) {
+      .sector = REMAP_NO_SECTOR, .spare = retired[i],
+      .state = REMAP_STATE_RETIRED,
+    };
+
+  remap_sync_get_stats (dev->sync, &stats);
+  __atomic_fetch_add (&dev->counters[REMAP_COUNTER_SYNCS], 1,
+                      __ATOMIC_RELAXED);
+  __atomic_store_n (&dev->counters[REMAP_COUNTER_LAST_SYNC_NS],
+                    stats.last_duration_ns, __ATOMIC_RELAXED);
   for (int i = 0; i < REMAP_NR_COUNTERS; i++)
     dev->md.counters[i] = __atomic_load_n (&dev->counters[i],
                                            __ATOMIC_RELAXED);
-  if (remap_metadata_write (&dev->md, entries, n, &degraded, &err) == -1) {
+  if (remap_metadata_write (&dev->md, entries, n + nr_retired,
+                            &degraded, &err) == -1) {
     nbdkit_error ("remap: writing the remap table failed: %s; the new "
                   "remaps are not durable and writes that need them fail "
                   "until a metadata write succeeds", strerror (err));
@@ -113,9 +168,8 @@ device_sync_write (void *vp)
     nbdkit_error ("remap: warning: a metadata copy could not be written; "
                   "the table is durable in the other copy only (reduced "
                   "redundancy)");
-  if (remap_debug_verbose)
-    nbdkit_debug ("remap: wrote metadata generation %" PRIu64
-                  " with %zd entries", dev->md.generation, n);
+  remap_verbose ("wrote metadata generation %" PRIu64 " with %zd entries",
+                 dev->md.generation, n + nr_retired);
   return 0;
 }
 
@@ -133,17 +187,26 @@ build_state (struct remap_device *dev, const struct remap_geometry *geo,
     nbdkit_error ("remap: out of memory");
     return -1;
   }
-  if (remap_table_load (dev->table, entries, n) == -1) {
+  /* Sector entries come first, retired spares after them. */
+  size_t nr_sectors = 0;
+  while (nr_sectors < n && entries[nr_sectors].state != REMAP_STATE_RETIRED)
+    nr_sectors++;
+  if (remap_table_load (dev->table, entries, nr_sectors) == -1) {
     nbdkit_error ("remap: loading the table: %m");
     return -1;
   }
   for (size_t i = 0; i < n; i++) {
-    if (entries[i].state == REMAP_STATE_REMAPPED &&
-        remap_spares_mark_used (dev->spares, entries[i].spare) == -1) {
-      nbdkit_error ("the remap table in %s is damaged: spare %" PRIu32
-                    " is given to more than one sector (sector %" PRIu64
-                    "); refusing to start", dev->md.store == NULL ? "?" :
-                    "the metadata", entries[i].spare, entries[i].sector);
+    int r = 0;
+    if (entries[i].state == REMAP_STATE_REMAPPED)
+      r = remap_spares_mark_used (dev->spares, entries[i].spare);
+    else if (entries[i].state == REMAP_STATE_RETIRED)
+      r = remap_spares_mark_retired (dev->spares, entries[i].spare);
+    else
+      dev->pending_now++;
+    if (r == -1) {
+      nbdkit_error ("the remap table of %s is damaged: spare %" PRIu32
+                    " is listed twice; refusing to start",
+                    dev->opt.store_name, entries[i].spare);
       return -1;
     }
   }
@@ -244,7 +307,10 @@ remap_device_open (const struct remap_options *opt,
     return NULL;
   }
   pthread_mutex_init (&dev->remap_lock, NULL);
+  pthread_mutex_init (&dev->relocate_lock, NULL);
+  pthread_mutex_init (&dev->health_lock, NULL);
   pthread_cond_init (&dev->remap_cond, NULL);
+  dev->opt = *opt;
   dev->store = store;
   dev->md.store = store;
 
@@ -254,6 +320,7 @@ remap_device_open (const struct remap_options *opt,
   if (opt->format) {
     if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
       goto error;
+    remap_health_check_spares (dev);
     return dev;
   }
 
@@ -271,6 +338,7 @@ remap_device_open (const struct remap_options *opt,
       goto error;
     if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
       goto error;
+    remap_health_check_spares (dev);
     return dev;
 
   case REMAP_FOUND_DAMAGED:
@@ -319,6 +387,7 @@ remap_device_open (const struct remap_options *opt,
     }
   }
   free (lr.entries);
+  remap_health_check_spares (dev);
   return dev;
 
  error:
@@ -349,6 +418,7 @@ remap_device_stop (struct remap_device *dev)
   /* Whatever changed after the thread's last write goes out now. */
   if (remap_sync_is_dirty (dev->sync))
     remap_sync_now (dev->sync);
+  remap_device_log_counters (dev);
 }
 
 void
@@ -361,6 +431,8 @@ remap_device_free (struct remap_device *dev)
   remap_table_free (dev->table);
   pthread_cond_destroy (&dev->remap_cond);
   pthread_mutex_destroy (&dev->remap_lock);
+  pthread_mutex_destroy (&dev->relocate_lock);
+  pthread_mutex_destroy (&dev->health_lock);
   free (dev);
 }
 
@@ -378,4 +450,31 @@ uint64_t
 remap_device_counter (struct remap_device *dev, enum remap_counter c)
 {
   return __atomic_load_n (&dev->counters[c], __ATOMIC_RELAXED);
+}
+
+uint64_t
+remap_device_pending (struct remap_device *dev)
+{
+  return __atomic_load_n (&dev->pending_now, __ATOMIC_RELAXED);
+}
+
+void
+remap_device_log_counters (struct remap_device *dev)
+{
+  char buf[1024];
+  size_t used = 0;
+
+  for (int i = 0; i < REMAP_NR_COUNTERS_USED && used < sizeof buf; i++) {
+    int n = snprintf (buf + used, sizeof buf - used, "%s=%" PRIu64 " ",
+                      remap_counter_name (i), remap_device_counter (dev, i));
+    if (n < 0)
+      return;
+    used += n;
+  }
+  nbdkit_debug ("remap: counters: %spending=%" PRIu64 " spares_used=%"
+                PRIu32 " spares_retired=%" PRIu32 " spares_total=%" PRIu32,
+                buf, remap_device_pending (dev),
+                remap_spares_used (dev->spares),
+                remap_spares_retired (dev->spares),
+                remap_spares_total (dev->spares));
 }

@@ -29,11 +29,18 @@ enum remap_counter {
   REMAP_COUNTER_BYTES_READ,
   REMAP_COUNTER_BYTES_WRITTEN,
   REMAP_COUNTER_REDIRECTED,     /* I/Os that touched a remapped sector */
-  REMAP_COUNTER_READ_ERRORS,
-  REMAP_COUNTER_WRITE_ERRORS,
-  REMAP_COUNTER_REMAPS,
+  REMAP_COUNTER_READ_ERRORS,    /* sectors that failed every read try */
+  REMAP_COUNTER_WRITE_ERRORS,   /* sector writes the plugin failed */
+  REMAP_COUNTER_RETRIES,        /* extra tries after a failure */
+  REMAP_COUNTER_REMAPS,         /* sectors moved to a spare */
+  REMAP_COUNTER_RECOVERED,      /* pending sectors that rewrote fine */
+  REMAP_COUNTER_SYNCS,          /* metadata writes */
+  REMAP_COUNTER_LAST_SYNC_NS,   /* duration of the last one */
   REMAP_NR_COUNTERS_USED
 };
+extern const char *remap_counter_name (enum remap_counter c);
+
+#define REMAP_MAX_WARN 8
 
 struct remap_options {
   bool internal;                /* region at the end of the plugin disk */
@@ -43,11 +50,23 @@ struct remap_options {
   bool format;                  /* overwrite whatever is there */
   bool readonly;
   const char *store_name;       /* for messages: file name or "the disk" */
+
+  uint32_t read_retries;        /* extra tries of a failed sector read */
+  bool verify;                  /* read back and compare every write */
+  bool pending_partial_zero;    /* partial write to pending: zero-fill */
+  uint32_t warn_x100[REMAP_MAX_WARN];  /* spare-use warnings, ascending */
+  unsigned nr_warn;
+  uint32_t storm_limit;         /* new bad sectors per minute to alarm */
 };
+
+/* Fills the defaults of everything but the layout. */
+extern void remap_options_init (struct remap_options *opt);
 
 #define REMAP_DEFAULT_SECTOR_SIZE 4096
 #define REMAP_DEFAULT_SPARE_PERCENT_X100 100  /* 1% */
 #define REMAP_DEFAULT_MIN_SPARES 64
+#define REMAP_DEFAULT_READ_RETRIES 3
+#define REMAP_DEFAULT_STORM_LIMIT 64
 
 struct remap_device {
   struct remap_geometry geo;
@@ -58,12 +77,24 @@ struct remap_device {
   const struct remap_io *store;  /* spares and metadata */
   bool store_dirty;             /* spare written since the last flush */
 
+  struct remap_options opt;
+
   /* Creating a remap: the RESERVED entry and its waiters. */
   pthread_mutex_t remap_lock;
   pthread_cond_t remap_cond;
   bool stopping;
+  /* Moving a sector off a spare that failed (rare: one at a time). */
+  pthread_mutex_t relocate_lock;
 
   uint64_t counters[REMAP_NR_COUNTERS];  /* updated atomically */
+  uint64_t pending_now;                  /* atomic */
+
+  /* Health (health.c), under health_lock. */
+  pthread_mutex_t health_lock;
+  unsigned warned;              /* thresholds already logged */
+  bool exhausted_logged;
+  uint64_t storm_window_start, storm_count;
+  bool storm_logged;
 };
 
 /* Finds, checks or formats the metadata in store (store_size bytes;
@@ -104,8 +135,8 @@ extern int remap_device_flush (struct remap_device *dev,
                                const struct remap_io *origin, int *err);
 
 /* Splits [offset, offset+count) into spans: span_fn is called in
- * order with entry NULL for spans with no remapped sector, and with
- * the entry for each piece of a remapped sector.  span_fn returns 0 to
+ * order with entry NULL for runs of ordinary sectors, and with the
+ * entry for each piece of a remapped or pending sector.  span_fn returns 0 to
  * go on, 1 to stop early, -1 on error.
  */
 typedef int (*remap_span_fn) (void *opaque, uint64_t offset, uint32_t len,
@@ -119,5 +150,37 @@ extern int remap_device_sync (struct remap_device *dev, int *err);
 
 extern uint64_t remap_device_counter (struct remap_device *dev,
                                       enum remap_counter c);
+/* Sectors pending now. */
+extern uint64_t remap_device_pending (struct remap_device *dev);
+/* Logs every counter with nbdkit_debug (at shutdown). */
+extern void remap_device_log_counters (struct remap_device *dev);
+
+/* Remaps sectors first..last (inclusive) now, copying what can be read
+ * of each to its spare and marking the rest pending; sectors already
+ * remapped are left alone.  Does not wait for the table to be durable:
+ * call remap_device_sync after a batch.
+ */
+extern int remap_device_add (struct remap_device *dev,
+                             const struct remap_io *origin,
+                             uint64_t first, uint64_t last, int *err);
+/* Marks sectors first..last pending (unless remapped already). */
+extern int remap_device_mark_pending (struct remap_device *dev,
+                                      uint64_t first, uint64_t last,
+                                      int *err);
+
+/* Health accounting (health.c). */
+extern void remap_health_check_spares (struct remap_device *dev);
+extern void remap_health_new_bad_sector (struct remap_device *dev,
+                                         uint64_t sector);
+extern void remap_health_exhausted (struct remap_device *dev,
+                                    uint64_t sector);
+
+/* -D remap.verbose=1 */
+extern int remap_debug_verbose;
+#define remap_verbose(fs, ...)                                          \
+  do {                                                                  \
+    if (remap_debug_verbose)                                            \
+      nbdkit_debug ("remap: " fs, ##__VA_ARGS__);                       \
+  } while (0)
 
 #endif /* REMAP_DEVICE_H */

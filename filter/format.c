@@ -20,7 +20,10 @@
  *   160 u64 counters[32]
  *   4092 u32 CRC-32C over bytes 0..4091 followed by the entries
  *
- * Entry (16 bytes): u64 sector, u32 spare, u32 state.
+ * Entry (16 bytes): u64 sector, u32 spare, u32 state.  Entries for
+ * sectors (REMAPPED 1, PENDING 2) come first in ascending sector
+ * order; then the retired spares (RETIRED 4, sector all ones) in
+ * ascending spare order.
  *
  * The geometry has its own checksum because it never changes after
  * format: a torn table write must not stop us finding the other copy.
@@ -326,21 +329,26 @@ remap_entries_decode (const struct remap_header *h,
   for (uint32_t i = 0; i < h->entry_count; i++) {
     const unsigned char *p = table + (size_t) i * REMAP_ENTRY_BYTES;
     struct remap_entry *e = &entries[i];
+    const struct remap_entry *prev = i > 0 ? &entries[i-1] : NULL;
 
     e->sector = get_u64 (p);
     e->spare = get_u32 (p + 8);
     e->state = get_u32 (p + 12);
-    if (e->sector >= g->data_sectors)
-      return REMAP_DECODE_BAD_ENTRIES;
-    if (i > 0 && e->sector <= entries[i-1].sector)
-      return REMAP_DECODE_BAD_ENTRIES;
     switch (e->state) {
     case REMAP_STATE_REMAPPED:
-      if (e->spare >= g->spare_count)
+    case REMAP_STATE_PENDING:
+      if (e->sector >= g->data_sectors ||
+          (prev && (prev->state == REMAP_STATE_RETIRED ||
+                    e->sector <= prev->sector)))
+        return REMAP_DECODE_BAD_ENTRIES;
+      if (e->state == REMAP_STATE_REMAPPED ? e->spare >= g->spare_count
+          : e->spare != REMAP_NO_SPARE)
         return REMAP_DECODE_BAD_ENTRIES;
       break;
-    case REMAP_STATE_PENDING:
-      if (e->spare != REMAP_NO_SPARE)
+    case REMAP_STATE_RETIRED:
+      if (e->sector != REMAP_NO_SECTOR || e->spare >= g->spare_count ||
+          (prev && prev->state == REMAP_STATE_RETIRED &&
+           e->spare <= prev->spare))
         return REMAP_DECODE_BAD_ENTRIES;
       break;
     default:

@@ -13,7 +13,9 @@
 
 #include <nbdkit-filter.h>
 
+#include "cleanup.h"
 #include "device.h"
+#include "ranges.h"
 #include "sparefile.h"
 
 static_assert (REMAP_FLAG_FUA == NBDKIT_FLAG_FUA, "FUA flag value");
@@ -23,6 +25,9 @@ static_assert (REMAP_FLAG_FAST_ZERO == NBDKIT_FLAG_FAST_ZERO, "flag value");
 /* Parameters. */
 static char *spare_path;               /* remap-spare */
 static struct remap_options options;
+static struct remap_ranges add_ranges; /* remap-add, remap-add-file */
+static struct remap_ranges ddrescue_bytes; /* remap-ddrescue, in bytes */
+static char *ddrescue_path;
 
 /* Server-wide state, from .after_fork to .cleanup. */
 static nbdkit_next *shared_next;
@@ -36,15 +41,24 @@ struct remap_handle {
 };
 
 static void
+remap_load (void)
+{
+  remap_options_init (&options);
+}
+
+static void
 remap_unload (void)
 {
   remap_device_free (device);
+  remap_ranges_free (&add_ranges);
+  remap_ranges_free (&ddrescue_bytes);
+  free (ddrescue_path);
   free (spare_path);
 }
 
-/* "N%" with up to two decimals, 0 < N <= 50. */
+/* "N%" with up to two decimals, 0 < N <= max (in hundredths). */
 static int
-parse_percent (const char *value, uint32_t *x100)
+parse_percent (const char *value, uint32_t *x100, uint32_t max_x100)
 {
   unsigned whole = 0, frac = 0, digits = 0;
   const char *p = value;
@@ -67,7 +81,70 @@ parse_percent (const char *value, uint32_t *x100)
   if (strcmp (p, "%") != 0)
     return -1;
   *x100 = whole * 100 + frac;
-  return *x100 > 0 && *x100 <= 5000 ? 0 : -1;
+  return *x100 > 0 && *x100 <= max_x100 ? 0 : -1;
+}
+
+/* remap-warn=75%,90%: ascending percentages, or "none". */
+static int
+parse_warn (const char *value)
+{
+  CLEANUP_FREE char *copy = strdup (value);
+  char *item, *save = NULL;
+
+  if (copy == NULL) {
+    nbdkit_error ("strdup: %m");
+    return -1;
+  }
+  options.nr_warn = 0;
+  if (strcmp (value, "none") == 0)
+    return 0;
+  for (item = strtok_r (copy, ",", &save); item;
+       item = strtok_r (NULL, ",", &save)) {
+    uint32_t *slot = &options.warn_x100[options.nr_warn];
+    if (options.nr_warn >= REMAP_MAX_WARN ||
+        parse_percent (item, slot, 10000) == -1 ||
+        (options.nr_warn > 0 && *slot <= slot[-1])) {
+      nbdkit_error ("remap-warn=%s: give up to %d ascending percentages "
+                    "of the spare pool, like 75%%,90%%, or none",
+                    value, REMAP_MAX_WARN);
+      return -1;
+    }
+    options.nr_warn++;
+  }
+  if (options.nr_warn == 0) {
+    nbdkit_error ("remap-warn=%s: no percentage given (use none to turn "
+                  "the warnings off)", value);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+parse_add_file (const char *value)
+{
+  CLEANUP_FREE char *path = nbdkit_absolute_path (value);
+  FILE *fp;
+  char why[512];
+  int r;
+
+  if (path == NULL)
+    return -1;
+  fp = fopen (path, "r");
+  if (fp == NULL) {
+    nbdkit_error ("remap-add-file: cannot open %s: %m", path);
+    return -1;
+  }
+  r = remap_ranges_parse_file (fp, &add_ranges, why, sizeof why);
+  fclose (fp);
+  if (r == -1)
+    nbdkit_error ("remap-add-file: %s: %s", path, why);
+  return r;
+}
+
+static int
+parse_u32_param (const char *key, const char *value, uint32_t *out)
+{
+  return nbdkit_parse_uint32_t (key, value, out);
 }
 
 static int
@@ -87,7 +164,7 @@ remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     options.spare_bytes = 0;
     options.spare_percent_x100 = 0;
     if (strchr (value, '%')) {
-      if (parse_percent (value, &options.spare_percent_x100) == -1) {
+      if (parse_percent (value, &options.spare_percent_x100, 5000) == -1) {
         nbdkit_error ("remap-spare-size=%s: a percentage must be more than "
                       "0%% and at most 50%% of the disk, with at most two "
                       "decimals (like 1%% or 0.25%%)", value);
@@ -127,6 +204,52 @@ remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     options.format = r;
     return 0;
   }
+  if (strcmp (key, "remap-read-retries") == 0) {
+    if (parse_u32_param (key, value, &options.read_retries) == -1)
+      return -1;
+    if (options.read_retries > 100) {
+      nbdkit_error ("remap-read-retries=%s: at most 100", value);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (key, "remap-verify") == 0) {
+    int r = nbdkit_parse_bool (value);
+    if (r == -1)
+      return -1;
+    options.verify = r;
+    return 0;
+  }
+  if (strcmp (key, "remap-pending-partial") == 0) {
+    if (strcmp (value, "zero") == 0)
+      options.pending_partial_zero = true;
+    else if (strcmp (value, "fail") == 0)
+      options.pending_partial_zero = false;
+    else {
+      nbdkit_error ("remap-pending-partial=%s: use fail or zero", value);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (key, "remap-warn") == 0)
+    return parse_warn (value);
+  if (strcmp (key, "remap-storm-limit") == 0)
+    return parse_u32_param (key, value, &options.storm_limit);
+  if (strcmp (key, "remap-add") == 0) {
+    char why[512];
+    if (remap_ranges_parse_list (value, &add_ranges, why, sizeof why) == -1) {
+      nbdkit_error ("remap-add=%s: %s (give sectors like 5,7-9)", value, why);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (key, "remap-add-file") == 0)
+    return parse_add_file (value);
+  if (strcmp (key, "remap-ddrescue") == 0) {
+    free (ddrescue_path);
+    ddrescue_path = nbdkit_absolute_path (value);
+    return ddrescue_path ? 0 : -1;
+  }
   if (strncmp (key, "remap-", 6) == 0) {
     nbdkit_error ("unknown parameter %s; see nbdkit-remap-filter(1) for the "
                   "remap- parameters", key);
@@ -141,6 +264,25 @@ remap_config_complete (nbdkit_next_config_complete *next,
 {
   options.internal = spare_path == NULL;
   options.store_name = spare_path ? spare_path : "the disk";
+  /* Read the mapfile now, so that a bad one stops the server before
+   * it forks, with the message on the terminal.  Its areas are kept in
+   * bytes until the sector size is known.
+   */
+  if (ddrescue_path) {
+    FILE *fp = fopen (ddrescue_path, "r");
+    char why[512];
+    int r;
+    if (fp == NULL) {
+      nbdkit_error ("remap-ddrescue: cannot open %s: %m", ddrescue_path);
+      return -1;
+    }
+    r = remap_ddrescue_parse (fp, 1, &ddrescue_bytes, why, sizeof why);
+    fclose (fp);
+    if (r == -1) {
+      nbdkit_error ("remap-ddrescue: %s: %s", ddrescue_path, why);
+      return -1;
+    }
+  }
   return next (nxdata);
 }
 
@@ -148,7 +290,15 @@ remap_config_complete (nbdkit_next_config_complete *next,
   "remap-spare=FILE          Keep spares and table in FILE (default: on disk).\n" \
   "remap-spare-size=SIZE|N%  Size of the spare area (default 1%).\n" \
   "remap-sector-size=N       Remapping unit, 512..65536 (default 4096).\n" \
-  "remap-format=yes          Format the spare area, discarding what is there."
+  "remap-format=yes          Format the spare area, discarding what is there.\n" \
+  "remap-read-retries=N      Extra tries of a sector that fails to read (3).\n" \
+  "remap-verify=yes          Read back every write; remap what differs.\n" \
+  "remap-pending-partial=fail|zero  Partial writes to unreadable sectors.\n" \
+  "remap-warn=75%,90%        Spare-pool use that logs a warning.\n" \
+  "remap-storm-limit=N       New bad sectors per minute that log an alarm.\n" \
+  "remap-add=S[,S-S...]      Remap these sectors at startup.\n" \
+  "remap-add-file=FILE       Remap the sectors listed in FILE at startup.\n" \
+  "remap-ddrescue=MAPFILE    Mark the bad areas of a ddrescue mapfile pending."
 
 /* struct remap_io over an nbdkit_next. */
 static int
@@ -262,6 +412,60 @@ close_shared_next (void)
   }
 }
 
+/* remap-add, remap-add-file and remap-ddrescue, done before any client
+ * connects and made durable in one metadata write.
+ */
+static int
+apply_requests (struct remap_device *dev)
+{
+  const uint64_t sectors = dev->geo.data_sectors;
+  const uint32_t ss = dev->geo.sector_size;
+  int err;
+
+  if (add_ranges.len == 0 && ddrescue_bytes.len == 0)
+    return 0;
+  if (options.readonly) {
+    nbdkit_error ("remap-add and remap-ddrescue need a writable disk");
+    return -1;
+  }
+  for (size_t i = 0; i < add_ranges.len; i++) {
+    const struct remap_range *r = &add_ranges.v[i];
+    if (r->last >= sectors) {
+      nbdkit_error ("remap-add: sector %" PRIu64 " is past the end of the "
+                    "disk (it has %" PRIu64 " sectors of %" PRIu32 " bytes)",
+                    r->last, sectors, ss);
+      return -1;
+    }
+    if (remap_device_add (dev, &shared_origin, r->first, r->last,
+                          &err) == -1) {
+      nbdkit_error ("remap-add: remapping sectors %" PRIu64 "-%" PRIu64
+                    " failed: %s", r->first, r->last, strerror (err));
+      return -1;
+    }
+  }
+  for (size_t i = 0; i < ddrescue_bytes.len; i++) {
+    uint64_t first = ddrescue_bytes.v[i].first / ss;
+    uint64_t last = ddrescue_bytes.v[i].last / ss;
+    if (first >= sectors) {
+      nbdkit_debug ("remap-ddrescue: area at byte %" PRIu64 " is past the "
+                    "end of the export, ignored", ddrescue_bytes.v[i].first);
+      continue;
+    }
+    if (last >= sectors)
+      last = sectors - 1;
+    if (remap_device_mark_pending (dev, first, last, &err) == -1) {
+      nbdkit_error ("remap-ddrescue: %s", strerror (err));
+      return -1;
+    }
+  }
+  if (remap_device_sync (dev, &err) == -1) {
+    nbdkit_error ("remap: saving the table after remap-add/remap-ddrescue "
+                  "failed: %s", strerror (err));
+    return -1;
+  }
+  return 0;
+}
+
 /* Loads (or formats) the metadata and starts the sync thread, before
  * any client can connect.
  */
@@ -300,7 +504,8 @@ remap_after_fork (nbdkit_backend *backend)
   }
 
   device = remap_device_open (&options, store, store_size, disk_size);
-  if (device == NULL || remap_device_start (device) == -1)
+  if (device == NULL || apply_requests (device) == -1 ||
+      remap_device_start (device) == -1)
     goto error;
   return 0;
 
@@ -477,7 +682,7 @@ extents_span (void *vp, uint64_t offset, uint32_t len,
   struct nbdkit_extents *plugin;
   size_t i, n;
 
-  if (entry) {
+  if (entry && entry->state == REMAP_STATE_REMAPPED) {
     if (nbdkit_add_extent (rq->extents, offset, len, 0) == -1) {
       *err = errno;
       return -1;
@@ -521,6 +726,7 @@ remap_extents (nbdkit_next *next, void *handle, uint32_t count,
 static struct nbdkit_filter filter = {
   .name              = "remap",
   .longname          = "nbdkit bad-sector remapping filter",
+  .load              = remap_load,
   .unload            = remap_unload,
   .config            = remap_config,
   .config_complete   = remap_config_complete,

@@ -8,15 +8,17 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "spares.h"
 
 struct remap_spares {
   pthread_mutex_t lock;
-  uint32_t count, used;
+  uint32_t count, used, retired;
   size_t hint;                  /* no free bit in words below this */
-  uint64_t *bits;
+  uint64_t *bits;               /* taken: used or retired */
+  uint64_t *retired_bits;
 };
 
 struct remap_spares *
@@ -28,7 +30,11 @@ remap_spares_new (uint32_t count)
     return NULL;
   s->count = count;
   s->bits = calloc ((count + UINT64_C (63)) / 64 + 1, sizeof (uint64_t));
-  if (s->bits == NULL) {
+  s->retired_bits = calloc ((count + UINT64_C (63)) / 64 + 1,
+                            sizeof (uint64_t));
+  if (s->bits == NULL || s->retired_bits == NULL) {
+    free (s->bits);
+    free (s->retired_bits);
     free (s);
     return NULL;
   }
@@ -42,6 +48,7 @@ remap_spares_free (struct remap_spares *s)
   if (s) {
     pthread_mutex_destroy (&s->lock);
     free (s->bits);
+    free (s->retired_bits);
     free (s);
   }
 }
@@ -106,13 +113,83 @@ remap_spares_release (struct remap_spares *s, uint32_t spare)
 {
   pthread_mutex_lock (&s->lock);
   if (spare < s->count &&
-      (s->bits[spare / 64] & (UINT64_C (1) << (spare % 64)))) {
+      (s->bits[spare / 64] & (UINT64_C (1) << (spare % 64))) &&
+      !(s->retired_bits[spare / 64] & (UINT64_C (1) << (spare % 64)))) {
     s->bits[spare / 64] &= ~(UINT64_C (1) << (spare % 64));
     s->used--;
     if (spare / 64 < s->hint)
       s->hint = spare / 64;
   }
   pthread_mutex_unlock (&s->lock);
+}
+
+void
+remap_spares_retire (struct remap_spares *s, uint32_t spare)
+{
+  uint64_t mask = UINT64_C (1) << (spare % 64);
+
+  pthread_mutex_lock (&s->lock);
+  if (spare < s->count && !(s->retired_bits[spare / 64] & mask)) {
+    if (test_and_set (s, spare))
+      s->used--;
+    s->retired_bits[spare / 64] |= mask;
+    s->retired++;
+  }
+  pthread_mutex_unlock (&s->lock);
+}
+
+int
+remap_spares_mark_retired (struct remap_spares *s, uint32_t spare)
+{
+  int r = 0;
+
+  pthread_mutex_lock (&s->lock);
+  if (spare >= s->count || test_and_set (s, spare)) {
+    errno = EINVAL;
+    r = -1;
+  }
+  else {
+    s->retired_bits[spare / 64] |= UINT64_C (1) << (spare % 64);
+    s->retired++;
+  }
+  pthread_mutex_unlock (&s->lock);
+  return r;
+}
+
+ssize_t
+remap_spares_retired_list (struct remap_spares *s, uint32_t **list)
+{
+  uint32_t *out;
+  size_t n = 0;
+
+  pthread_mutex_lock (&s->lock);
+  out = malloc ((s->retired ? s->retired : 1) * sizeof *out);
+  if (out == NULL) {
+    pthread_mutex_unlock (&s->lock);
+    errno = ENOMEM;
+    return -1;
+  }
+  for (size_t w = 0; n < s->retired && w <= s->count / 64; w++) {
+    uint64_t bits = s->retired_bits[w];
+    while (bits) {
+      out[n++] = w * 64 + __builtin_ctzll (bits);
+      bits &= bits - 1;
+    }
+  }
+  pthread_mutex_unlock (&s->lock);
+  *list = out;
+  return n;
+}
+
+uint32_t
+remap_spares_retired (struct remap_spares *s)
+{
+  uint32_t n;
+
+  pthread_mutex_lock (&s->lock);
+  n = s->retired;
+  pthread_mutex_unlock (&s->lock);
+  return n;
 }
 
 uint32_t

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct remap_spares;
 
@@ -28,6 +29,20 @@ extern int remap_spares_alloc (struct remap_spares *s, uint32_t *spare);
 /* Gives back a spare that was taken but never made durable. */
 extern void remap_spares_release (struct remap_spares *s, uint32_t spare);
 
+/* Retires a spare that failed: it stays taken forever and is saved in
+ * the table so that it is never handed out again, even after restart.
+ */
+extern void remap_spares_retire (struct remap_spares *s, uint32_t spare);
+/* Marks a spare retired while loading.  Returns -1 if it was taken. */
+extern int remap_spares_mark_retired (struct remap_spares *s, uint32_t spare);
+/* Copies out the retired spares in ascending order; caller frees.
+ * Returns the count, or -1 on ENOMEM.
+ */
+extern ssize_t remap_spares_retired_list (struct remap_spares *s,
+                                          uint32_t **list);
+extern uint32_t remap_spares_retired (struct remap_spares *s);
+
+/* Spares holding data (taken and not retired). */
 extern uint32_t remap_spares_used (struct remap_spares *s);
 extern uint32_t remap_spares_total (const struct remap_spares *s);
 

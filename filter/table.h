@@ -21,10 +21,13 @@
 enum remap_state {
   REMAP_STATE_REMAPPED = 1,     /* I/O goes to the spare */
   REMAP_STATE_PENDING = 2,      /* unreadable, no spare yet */
+  REMAP_STATE_RETIRED = 4,      /* on disk only: a spare that failed */
   REMAP_STATE_RESERVED = 0x100, /* in memory only, see above */
 };
 
 #define REMAP_NO_SPARE UINT32_MAX
+/* The sector field of a RETIRED entry. */
+#define REMAP_NO_SECTOR UINT64_MAX
 
 struct remap_entry {
   uint64_t sector;              /* sector of the export */
