@@ -18,6 +18,7 @@
 
 #include "cleanup.h"
 #include "device.h"
+#include "lock.h"
 
 /* -D remap.verbose=1: log every remap, pending sector, recovery and
  * retired spare with its numbers.
@@ -288,6 +289,28 @@ check_blank (const struct remap_options *opt, const struct remap_io *store,
   return -1;
 }
 
+/* Refuses to share a table with another server or a remapctl that
+ * is changing it.
+ */
+static int
+take_lock (struct remap_device *dev)
+{
+  char path[256];
+
+  dev->lock_fd = remap_lock_acquire (dev->geo.uuid, !dev->opt.readonly,
+                                     path, sizeof path);
+  if (dev->lock_fd == -1) {
+    if (errno == EWOULDBLOCK)
+      nbdkit_error ("the remap table of %s is in use by another nbdkit or "
+                    "by remapctl (lock %s is held); stop that one first",
+                    dev->opt.store_name, path);
+    else
+      nbdkit_error ("remap: cannot create the lock file %s: %m", path);
+    return -1;
+  }
+  return 0;
+}
+
 struct remap_device *
 remap_device_open (const struct remap_options *opt,
                    const struct remap_io *store, uint64_t store_size,
@@ -308,9 +331,11 @@ remap_device_open (const struct remap_options *opt,
   }
   pthread_mutex_init (&dev->remap_lock, NULL);
   pthread_mutex_init (&dev->relocate_lock, NULL);
+  pthread_rwlock_init (&dev->unmap_lock, NULL);
   pthread_mutex_init (&dev->health_lock, NULL);
   pthread_cond_init (&dev->remap_cond, NULL);
   dev->opt = *opt;
+  dev->lock_fd = -1;
   dev->store = store;
   dev->md.store = store;
 
@@ -318,7 +343,8 @@ remap_device_open (const struct remap_options *opt,
     goto error;
 
   if (opt->format) {
-    if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
+    if (format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
+        take_lock (dev) == -1)
       goto error;
     remap_health_check_spares (dev);
     return dev;
@@ -336,7 +362,8 @@ remap_device_open (const struct remap_options *opt,
         check_blank (opt, store, store_size, disk_size, sector_size,
                      spares) == -1)
       goto error;
-    if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
+    if (format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
+        take_lock (dev) == -1)
       goto error;
     remap_health_check_spares (dev);
     return dev;
@@ -360,7 +387,8 @@ remap_device_open (const struct remap_options *opt,
                        &spares) == -1)
     goto error;
   if (build_state (dev, &lr.header.geo, lr.entries,
-                   lr.header.entry_count) == -1)
+                   lr.header.entry_count) == -1 ||
+      take_lock (dev) == -1)
     goto error;
   dev->md.generation = lr.header.generation;
   memcpy (dev->md.counters, lr.header.counters, sizeof dev->md.counters);
@@ -432,7 +460,9 @@ remap_device_free (struct remap_device *dev)
   pthread_cond_destroy (&dev->remap_cond);
   pthread_mutex_destroy (&dev->remap_lock);
   pthread_mutex_destroy (&dev->relocate_lock);
+  pthread_rwlock_destroy (&dev->unmap_lock);
   pthread_mutex_destroy (&dev->health_lock);
+  remap_lock_release (dev->lock_fd);
   free (dev);
 }
 

@@ -78,6 +78,7 @@ struct remap_device {
   bool store_dirty;             /* spare written since the last flush */
 
   struct remap_options opt;
+  int lock_fd;                  /* the in-use lock (lock.h) */
 
   /* Creating a remap: the RESERVED entry and its waiters. */
   pthread_mutex_t remap_lock;
@@ -85,6 +86,11 @@ struct remap_device {
   bool stopping;
   /* Moving a sector off a spare that failed (rare: one at a time). */
   pthread_mutex_t relocate_lock;
+  /* I/O on spares holds this shared; unmapping a sector holds it
+   * exclusive, so no request is still using a spare that is given back.
+   * Read locks may nest (glibc's default rwlock prefers readers).
+   */
+  pthread_rwlock_t unmap_lock;
 
   uint64_t counters[REMAP_NR_COUNTERS];  /* updated atomically */
   uint64_t pending_now;                  /* atomic */
@@ -163,6 +169,13 @@ extern void remap_device_log_counters (struct remap_device *dev);
 extern int remap_device_add (struct remap_device *dev,
                              const struct remap_io *origin,
                              uint64_t first, uint64_t last, int *err);
+/* Moves a remapped sector back to its original place, if the original
+ * takes the data and reads it back right; else fails with EIO and the
+ * sector stays remapped.
+ */
+extern int remap_device_unmap (struct remap_device *dev,
+                               const struct remap_io *origin,
+                               uint64_t sector, int *err);
 /* Marks sectors first..last pending (unless remapped already). */
 extern int remap_device_mark_pending (struct remap_device *dev,
                                       uint64_t first, uint64_t last,

@@ -208,10 +208,14 @@ remap_recover_write (struct remap_device *dev, const struct remap_io *origin,
     if (!had_prev || prev.state == REMAP_STATE_PENDING)
       break;
     if (prev.state == REMAP_STATE_REMAPPED) {
+      int r;
       /* Someone else moved it first: one sector, one spare. */
       pthread_mutex_unlock (&dev->remap_lock);
-      if (remap_spare_write (dev, origin, &prev, piece, piece_len,
-                             piece_offset, flags, err) == -1)
+      pthread_rwlock_rdlock (&dev->unmap_lock);
+      r = remap_spare_write (dev, origin, &prev, piece, piece_len,
+                             piece_offset, flags, err);
+      pthread_rwlock_unlock (&dev->unmap_lock);
+      if (r == -1)
         return -1;
       if (wait &&
           remap_sync_wait (dev->sync, remap_sync_current (dev->sync)) == -1) {
@@ -643,5 +647,61 @@ remap_device_add (struct remap_device *dev, const struct remap_io *origin,
       return -1;
     remap_verbose ("sector %" PRIu64 " remapped on request", s);
   }
+  return 0;
+}
+
+int
+remap_device_unmap (struct remap_device *dev, const struct remap_io *origin,
+                    uint64_t sector, int *err)
+{
+  const uint64_t sstart = remap_sector_start (dev, sector);
+  const uint32_t slen = remap_sector_len (dev, sector);
+  CLEANUP_FREE unsigned char *data = malloc (slen);
+  CLEANUP_FREE unsigned char *check = malloc (slen);
+  struct remap_entry e;
+  uint64_t gen;
+
+  if (data == NULL || check == NULL) {
+    *err = ENOMEM;
+    return -1;
+  }
+  pthread_rwlock_wrlock (&dev->unmap_lock);
+  if (!remap_table_lookup (dev->table, sector, &e) ||
+      e.state != REMAP_STATE_REMAPPED) {
+    pthread_rwlock_unlock (&dev->unmap_lock);
+    *err = ENOENT;
+    return -1;
+  }
+  if (dev->store->pread (dev->store->opaque, data, slen,
+                         remap_spare_where (dev, &e, sstart), 0, err) == -1 ||
+      origin->pwrite (origin->opaque, data, slen, sstart, 0, err) == -1 ||
+      remap_io_flush (origin, err) == -1 ||
+      origin->pread (origin->opaque, check, slen, sstart, 0, err) == -1 ||
+      memcmp (data, check, slen) != 0) {
+    pthread_rwlock_unlock (&dev->unmap_lock);
+    remap_verbose ("sector %" PRIu64 " does not keep its data yet: "
+                   "stays remapped", sector);
+    *err = EIO;
+    return -1;
+  }
+  pthread_mutex_lock (&dev->remap_lock);
+  remap_table_remove (dev->table, sector);
+  gen = remap_sync_mark_changed (dev->sync);
+  pthread_mutex_unlock (&dev->remap_lock);
+  pthread_rwlock_unlock (&dev->unmap_lock);
+
+  /* The spare goes back to the pool only once no saved table can point
+   * at it any more: otherwise a crash could show this sector another
+   * sector's data.
+   */
+  if (remap_sync_wait (dev->sync, gen) == -1) {
+    *err = errno;
+    return -1;
+  }
+  pthread_mutex_lock (&dev->remap_lock);
+  remap_spares_release (dev->spares, e.spare);
+  pthread_mutex_unlock (&dev->remap_lock);
+  remap_verbose ("sector %" PRIu64 " unmapped from spare %" PRIu32,
+                 sector, e.spare);
   return 0;
 }

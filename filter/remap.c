@@ -14,6 +14,7 @@
 #include <nbdkit-filter.h>
 
 #include "cleanup.h"
+#include "control.h"
 #include "device.h"
 #include "ranges.h"
 #include "sparefile.h"
@@ -28,6 +29,8 @@ static struct remap_options options;
 static struct remap_ranges add_ranges; /* remap-add, remap-add-file */
 static struct remap_ranges ddrescue_bytes; /* remap-ddrescue, in bytes */
 static char *ddrescue_path;
+static char *control_path;             /* remap-control */
+static char *metrics_path;             /* remap-metrics-file */
 
 /* Server-wide state, from .after_fork to .cleanup. */
 static nbdkit_next *shared_next;
@@ -54,6 +57,8 @@ remap_unload (void)
   remap_ranges_free (&ddrescue_bytes);
   free (ddrescue_path);
   free (spare_path);
+  free (control_path);
+  free (metrics_path);
 }
 
 /* "N%" with up to two decimals, 0 < N <= max (in hundredths). */
@@ -245,6 +250,16 @@ remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   }
   if (strcmp (key, "remap-add-file") == 0)
     return parse_add_file (value);
+  if (strcmp (key, "remap-control") == 0) {
+    free (control_path);
+    control_path = nbdkit_absolute_path (value);
+    return control_path ? 0 : -1;
+  }
+  if (strcmp (key, "remap-metrics-file") == 0) {
+    free (metrics_path);
+    metrics_path = nbdkit_absolute_path (value);
+    return metrics_path ? 0 : -1;
+  }
   if (strcmp (key, "remap-ddrescue") == 0) {
     free (ddrescue_path);
     ddrescue_path = nbdkit_absolute_path (value);
@@ -298,7 +313,21 @@ remap_config_complete (nbdkit_next_config_complete *next,
   "remap-storm-limit=N       New bad sectors per minute that log an alarm.\n" \
   "remap-add=S[,S-S...]      Remap these sectors at startup.\n" \
   "remap-add-file=FILE       Remap the sectors listed in FILE at startup.\n" \
-  "remap-ddrescue=MAPFILE    Mark the bad areas of a ddrescue mapfile pending."
+  "remap-ddrescue=MAPFILE    Mark the bad areas of a ddrescue mapfile pending.\n" \
+  "remap-control=SOCKET      Serve the live control protocol on SOCKET.\n" \
+  "remap-metrics-file=FILE   Keep Prometheus metrics in FILE."
+
+/* The control socket is bound before nbdkit forks, so that a bad path
+ * stops the server with the message on the terminal.
+ */
+static int
+remap_get_ready (int thread_model)
+{
+  (void) thread_model;
+  if (control_path)
+    return remap_control_listen (control_path);
+  return 0;
+}
 
 /* struct remap_io over an nbdkit_next. */
 static int
@@ -505,11 +534,13 @@ remap_after_fork (nbdkit_backend *backend)
 
   device = remap_device_open (&options, store, store_size, disk_size);
   if (device == NULL || apply_requests (device) == -1 ||
-      remap_device_start (device) == -1)
+      remap_device_start (device) == -1 ||
+      remap_control_start (device, &shared_origin, metrics_path) == -1)
     goto error;
   return 0;
 
  error:
+  remap_control_stop ();
   remap_device_free (device);
   device = NULL;
   remap_sparefile_close (&sparefile, spare_path, true);
@@ -526,6 +557,7 @@ remap_cleanup (nbdkit_backend *backend)
   (void) backend;
   if (device)
     remap_device_stop (device);
+  remap_control_stop ();
   remap_sparefile_close (&sparefile, spare_path, false);
   close_shared_next ();
 }
@@ -731,6 +763,7 @@ static struct nbdkit_filter filter = {
   .config            = remap_config,
   .config_complete   = remap_config_complete,
   .config_help       = remap_config_help,
+  .get_ready         = remap_get_ready,
   .after_fork        = remap_after_fork,
   .cleanup           = remap_cleanup,
   .open              = remap_open,

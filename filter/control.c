@@ -1,0 +1,543 @@
+/* nbdkit-remap: the operations thread (see control.h).
+ *
+ * One thread serves every control client with poll(), so a client
+ * that connects and never sends, sends garbage, or sends a huge line
+ * costs a file descriptor and a buffer, never a thread, and never
+ * touches the data path.  It stops like the sync thread: flag, wake
+ * (a byte down a pipe), join.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nbdkit-filter.h>
+
+#include "cleanup.h"
+#include "control.h"
+#include "report.h"
+
+#define MAX_CLIENTS 16
+#define MAX_LINE 4096
+#define IDLE_SECONDS 30
+#define METRICS_INTERVAL 5      /* seconds between periodic writes */
+#define LIST_DEFAULT 100
+#define LIST_MAX 10000
+
+struct client {
+  int fd;
+  size_t len;
+  time_t last_active;
+  char buf[MAX_LINE + 1];
+};
+
+static struct {
+  int listen_fd;
+  char *socket_path;
+  char *metrics_path;
+  int wake[2];
+  bool cancelled;               /* under lock */
+  bool running;
+  pthread_mutex_t lock;
+  pthread_t thread;
+  struct remap_device *dev;
+  const struct remap_io *origin;
+  struct client *clients[MAX_CLIENTS];
+  time_t metrics_written;
+  uint64_t metrics_syncs;
+} ctl = { .listen_fd = -1, .wake = { -1, -1 },
+          .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static time_t
+now_seconds (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec;
+}
+
+int
+remap_control_listen (const char *path)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  struct stat st;
+  mode_t old_mask;
+  int fd, r;
+
+  if (strlen (path) >= sizeof addr.sun_path) {
+    nbdkit_error ("remap-control: %s: the path is too long for a Unix "
+                  "socket (at most %zu bytes)", path,
+                  sizeof addr.sun_path - 1);
+    return -1;
+  }
+  strcpy (addr.sun_path, path);
+  if (lstat (path, &st) == 0) {
+    if (!S_ISSOCK (st.st_mode)) {
+      nbdkit_error ("remap-control: %s exists and is not a socket; remove "
+                    "it or choose another path", path);
+      return -1;
+    }
+    /* A socket nobody answers on was left by a server that died. */
+    fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+      nbdkit_error ("socket: %m");
+      return -1;
+    }
+    r = connect (fd, (struct sockaddr *) &addr, sizeof addr);
+    close (fd);
+    if (r == 0) {
+      nbdkit_error ("remap-control: %s is in use by another running "
+                    "server; choose another path", path);
+      return -1;
+    }
+    nbdkit_debug ("remap-control: removing stale socket %s", path);
+    unlink (path);
+  }
+
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd == -1) {
+    nbdkit_error ("socket: %m");
+    return -1;
+  }
+  /* Owner only, from the moment it exists. */
+  old_mask = umask (0177);
+  r = bind (fd, (struct sockaddr *) &addr, sizeof addr);
+  umask (old_mask);
+  if (r == -1 || chmod (path, 0600) == -1 || listen (fd, 8) == -1) {
+    nbdkit_error ("remap-control: %s: %m", path);
+    close (fd);
+    return -1;
+  }
+  free (ctl.socket_path);
+  ctl.socket_path = strdup (path);
+  if (ctl.socket_path == NULL) {
+    nbdkit_error ("strdup: %m");
+    close (fd);
+    unlink (path);
+    return -1;
+  }
+  ctl.listen_fd = fd;
+  return 0;
+}
+
+/* Parses a whole token as a decimal number. */
+static bool
+parse_number (const char *s, uint64_t *v)
+{
+  char *end;
+
+  if (s == NULL || *s < '0' || *s > '9')
+    return false;
+  errno = 0;
+  *v = strtoull (s, &end, 10);
+  return errno == 0 && *end == '\0';
+}
+
+static void
+reply_error (struct remap_buf *reply, const char *msg)
+{
+  remap_buf_printf (reply, "{\"ok\":false,\"error\":");
+  remap_buf_json_string (reply, msg);
+  remap_buf_printf (reply, "}");
+}
+
+static bool
+parse_sector (struct remap_device *dev, const char *arg, uint64_t *sector,
+              struct remap_buf *reply)
+{
+  char msg[256];
+
+  if (!parse_number (arg, sector)) {
+    reply_error (reply, "expected a sector number");
+    return false;
+  }
+  if (*sector >= dev->geo.data_sectors) {
+    snprintf (msg, sizeof msg, "sector %" PRIu64 " is past the end of the "
+              "disk (it has %" PRIu64 " sectors)", *sector,
+              dev->geo.data_sectors);
+    reply_error (reply, msg);
+    return false;
+  }
+  return true;
+}
+
+static void
+reply_sector (struct remap_device *dev, uint64_t sector,
+              struct remap_buf *reply)
+{
+  struct remap_entry e;
+
+  remap_buf_printf (reply, "{\"ok\":true,\"sector\":%" PRIu64, sector);
+  if (!remap_table_lookup (dev->table, sector, &e))
+    remap_buf_printf (reply, ",\"state\":\"normal\"}");
+  else if (e.state == REMAP_STATE_REMAPPED)
+    remap_buf_printf (reply, ",\"state\":\"remapped\",\"spare\":%" PRIu32 "}",
+                      e.spare);
+  else
+    remap_buf_printf (reply, ",\"state\":\"pending\"}");
+}
+
+void
+remap_control_execute (struct remap_device *dev,
+                       const struct remap_io *origin, const char *line,
+                       struct remap_buf *reply)
+{
+  char copy[MAX_LINE + 1], *save = NULL, *args[4] = { NULL };
+  int nargs = 0, err;
+  uint64_t sector, from = 0, count = LIST_DEFAULT;
+  char msg[256];
+
+  snprintf (copy, sizeof copy, "%s", line);
+  for (char *tok = strtok_r (copy, " \t\r", &save); tok && nargs < 4;
+       tok = strtok_r (NULL, " \t\r", &save))
+    args[nargs++] = tok;
+  if (nargs == 0) {
+    reply_error (reply, "empty command; try help");
+    return;
+  }
+  if (strtok_r (NULL, " \t\r", &save) != NULL || nargs == 4) {
+    reply_error (reply, "too many arguments; try help");
+    return;
+  }
+
+  if (strcmp (args[0], "help") == 0 && nargs == 1)
+    remap_buf_printf (reply, "{\"ok\":true,\"commands\":["
+                      "\"status\",\"list [FROM [COUNT]]\","
+                      "\"remap SECTOR\",\"unmap SECTOR\",\"sync\","
+                      "\"help\"]}");
+  else if (strcmp (args[0], "status") == 0 && nargs == 1)
+    remap_report_status (dev, reply);
+  else if (strcmp (args[0], "list") == 0) {
+    if ((nargs > 1 && !parse_number (args[1], &from)) ||
+        (nargs > 2 && (!parse_number (args[2], &count) || count == 0 ||
+                       count > LIST_MAX))) {
+      snprintf (msg, sizeof msg, "usage: list [FROM [COUNT]], COUNT 1 to %d",
+                LIST_MAX);
+      reply_error (reply, msg);
+      return;
+    }
+    remap_report_list (dev, from, count, reply);
+  }
+  else if (strcmp (args[0], "remap") == 0 && nargs == 2) {
+    if (!parse_sector (dev, args[1], &sector, reply))
+      return;
+    if (remap_device_add (dev, origin, sector, sector, &err) == -1 ||
+        remap_device_sync (dev, &err) == -1) {
+      snprintf (msg, sizeof msg, "remapping sector %" PRIu64 " failed: %s",
+                sector, strerror (err));
+      reply_error (reply, msg);
+      return;
+    }
+    reply_sector (dev, sector, reply);
+  }
+  else if (strcmp (args[0], "unmap") == 0 && nargs == 2) {
+    if (!parse_sector (dev, args[1], &sector, reply))
+      return;
+    if (remap_device_unmap (dev, origin, sector, &err) == -1) {
+      if (err == ENOENT)
+        snprintf (msg, sizeof msg, "sector %" PRIu64 " is not remapped",
+                  sector);
+      else if (err == EIO)
+        snprintf (msg, sizeof msg, "sector %" PRIu64 " does not keep data "
+                  "yet (write or verify failed); it stays remapped", sector);
+      else
+        snprintf (msg, sizeof msg, "unmapping sector %" PRIu64 " failed: %s",
+                  sector, strerror (err));
+      reply_error (reply, msg);
+      return;
+    }
+    reply_sector (dev, sector, reply);
+  }
+  else if (strcmp (args[0], "sync") == 0 && nargs == 1) {
+    if (remap_device_sync (dev, &err) == -1) {
+      snprintf (msg, sizeof msg, "sync failed: %s", strerror (err));
+      reply_error (reply, msg);
+      return;
+    }
+    remap_buf_printf (reply, "{\"ok\":true,\"generation\":%" PRIu64 "}",
+                      __atomic_load_n (&dev->md.generation,
+                                       __ATOMIC_RELAXED));
+  }
+  else
+    reply_error (reply, "unknown command or wrong arguments; try help");
+}
+
+/* Writes a whole reply; a client that will not read within a second
+ * is dropped rather than allowed to hold up the others.
+ */
+static bool
+send_all (int fd, const char *p, size_t len)
+{
+  while (len > 0) {
+    ssize_t n = send (fd, p, len, MSG_NOSIGNAL);
+    if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+      if (poll (&pfd, 1, 1000) <= 0)
+        return false;
+      continue;
+    }
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
+    p += n;
+    len -= n;
+  }
+  return true;
+}
+
+static void
+drop_client (int i)
+{
+  close (ctl.clients[i]->fd);
+  free (ctl.clients[i]);
+  ctl.clients[i] = NULL;
+}
+
+static bool
+send_reply (int fd, struct remap_buf *reply)
+{
+  if (reply->failed) {
+    static const char oom[] = "{\"ok\":false,\"error\":\"out of memory\"}\n";
+    return send_all (fd, oom, sizeof oom - 1);
+  }
+  remap_buf_printf (reply, "\n");
+  return !reply->failed && send_all (fd, reply->p, reply->len);
+}
+
+/* Runs every complete line in the client's buffer. */
+static void
+serve_client (int i)
+{
+  struct client *c = ctl.clients[i];
+  ssize_t n = recv (c->fd, c->buf + c->len, MAX_LINE - c->len, 0);
+  char *nl;
+
+  if (n == -1 && (errno == EAGAIN || errno == EINTR))
+    return;
+  if (n <= 0) {
+    drop_client (i);
+    return;
+  }
+  c->len += n;
+  c->last_active = now_seconds ();
+  while ((nl = memchr (c->buf, '\n', c->len)) != NULL) {
+    struct remap_buf reply = { 0 };
+    bool ok;
+
+    *nl = '\0';
+    if (memchr (c->buf, '\0', nl - c->buf))
+      reply_error (&reply, "the command contains a NUL byte");
+    else
+      remap_control_execute (ctl.dev, ctl.origin, c->buf, &reply);
+    ok = send_reply (c->fd, &reply);
+    remap_buf_free (&reply);
+    if (!ok) {
+      drop_client (i);
+      return;
+    }
+    c->len -= nl + 1 - c->buf;
+    memmove (c->buf, nl + 1, c->len);
+  }
+  if (c->len == MAX_LINE) {
+    struct remap_buf reply = { 0 };
+    char msg[64];
+    snprintf (msg, sizeof msg, "line too long (limit %d bytes)", MAX_LINE);
+    reply_error (&reply, msg);
+    send_reply (c->fd, &reply);
+    remap_buf_free (&reply);
+    drop_client (i);
+  }
+}
+
+static void
+accept_client (void)
+{
+  int fd = accept4 (ctl.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  int i;
+
+  if (fd == -1)
+    return;
+  for (i = 0; i < MAX_CLIENTS && ctl.clients[i]; i++)
+    ;
+  if (i == MAX_CLIENTS ||
+      (ctl.clients[i] = malloc (sizeof (struct client))) == NULL) {
+    static const char busy[] =
+      "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+    send_all (fd, busy, sizeof busy - 1);
+    close (fd);
+    return;
+  }
+  ctl.clients[i]->fd = fd;
+  ctl.clients[i]->len = 0;
+  ctl.clients[i]->last_active = now_seconds ();
+}
+
+static void
+write_metrics (void)
+{
+  struct remap_buf text = { 0 };
+  CLEANUP_FREE char *tmp = NULL;
+  FILE *fp;
+
+  if (asprintf (&tmp, "%s.tmp", ctl.metrics_path) == -1)
+    return;
+  remap_report_metrics (ctl.dev, &text);
+  fp = fopen (tmp, "w");
+  if (text.failed || fp == NULL ||
+      fwrite (text.p, 1, text.len, fp) != text.len) {
+    nbdkit_debug ("remap-metrics-file: cannot write %s: %m", tmp);
+    if (fp)
+      fclose (fp);
+    unlink (tmp);
+  }
+  else if (fclose (fp) != 0 || rename (tmp, ctl.metrics_path) == -1) {
+    nbdkit_debug ("remap-metrics-file: cannot replace %s: %m",
+                  ctl.metrics_path);
+    unlink (tmp);
+  }
+  remap_buf_free (&text);
+}
+
+/* After each metadata sync (at most once a second), and every few
+ * seconds regardless.
+ */
+static void
+maybe_write_metrics (void)
+{
+  struct remap_sync_stats st;
+  time_t now = now_seconds ();
+
+  if (ctl.metrics_path == NULL)
+    return;
+  remap_sync_get_stats (ctl.dev->sync, &st);
+  if (now - ctl.metrics_written >= METRICS_INTERVAL ||
+      (st.syncs != ctl.metrics_syncs && now > ctl.metrics_written)) {
+    write_metrics ();
+    ctl.metrics_written = now;
+    ctl.metrics_syncs = st.syncs;
+  }
+}
+
+static bool
+cancelled (void)
+{
+  bool r;
+  pthread_mutex_lock (&ctl.lock);
+  r = ctl.cancelled;
+  pthread_mutex_unlock (&ctl.lock);
+  return r;
+}
+
+static void *
+control_thread (void *vp)
+{
+  (void) vp;
+  while (!cancelled ()) {
+    struct pollfd pfd[MAX_CLIENTS + 2];
+    int map[MAX_CLIENTS + 2];
+    int n = 0;
+    time_t now = now_seconds ();
+
+    pfd[n++] = (struct pollfd) { .fd = ctl.wake[0], .events = POLLIN };
+    if (ctl.listen_fd >= 0)
+      pfd[n++] = (struct pollfd) { .fd = ctl.listen_fd, .events = POLLIN };
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+      if (ctl.clients[i] == NULL)
+        continue;
+      if (now - ctl.clients[i]->last_active > IDLE_SECONDS) {
+        drop_client (i);
+        continue;
+      }
+      map[n] = i;
+      pfd[n++] = (struct pollfd) { .fd = ctl.clients[i]->fd,
+                                   .events = POLLIN };
+    }
+    if (poll (pfd, n, 1000) > 0) {
+      for (int k = 1; k < n; k++) {
+        if (!pfd[k].revents)
+          continue;
+        if (pfd[k].fd == ctl.listen_fd)
+          accept_client ();
+        else if (ctl.clients[map[k]])
+          serve_client (map[k]);
+      }
+    }
+    maybe_write_metrics ();
+  }
+  return NULL;
+}
+
+int
+remap_control_start (struct remap_device *dev, const struct remap_io *origin,
+                     const char *metrics_path)
+{
+  int err;
+
+  if (ctl.listen_fd == -1 && metrics_path == NULL)
+    return 0;
+  ctl.dev = dev;
+  ctl.origin = origin;
+  if (metrics_path && (ctl.metrics_path = strdup (metrics_path)) == NULL) {
+    nbdkit_error ("strdup: %m");
+    return -1;
+  }
+  if (pipe2 (ctl.wake, O_CLOEXEC | O_NONBLOCK) == -1) {
+    nbdkit_error ("remap: pipe: %m");
+    return -1;
+  }
+  if (ctl.metrics_path)
+    write_metrics ();
+  ctl.cancelled = false;
+  err = pthread_create (&ctl.thread, NULL, control_thread, NULL);
+  if (err) {
+    errno = err;
+    nbdkit_error ("remap: cannot start the control thread: %m");
+    return -1;
+  }
+  ctl.running = true;
+  return 0;
+}
+
+void
+remap_control_stop (void)
+{
+  if (ctl.running) {
+    pthread_mutex_lock (&ctl.lock);
+    ctl.cancelled = true;
+    pthread_mutex_unlock (&ctl.lock);
+    if (write (ctl.wake[1], "x", 1) == -1)
+      nbdkit_debug ("remap: waking the control thread: %m");
+    pthread_join (ctl.thread, NULL);
+    ctl.running = false;
+    if (ctl.metrics_path)
+      write_metrics ();
+  }
+  for (int i = 0; i < MAX_CLIENTS; i++)
+    if (ctl.clients[i])
+      drop_client (i);
+  for (int i = 0; i < 2; i++) {
+    if (ctl.wake[i] >= 0)
+      close (ctl.wake[i]);
+    ctl.wake[i] = -1;
+  }
+  if (ctl.listen_fd >= 0) {
+    close (ctl.listen_fd);
+    ctl.listen_fd = -1;
+    unlink (ctl.socket_path);
+  }
+  free (ctl.socket_path);
+  free (ctl.metrics_path);
+  ctl.socket_path = ctl.metrics_path = NULL;
+}
