@@ -165,10 +165,17 @@ device_sync_write (void *vp)
     errno = err;
     return -1;
   }
-  if (degraded)
+  /* Said once when it happens and once when it is over, not on every
+   * write.
+   */
+  if (degraded && !dev->redundancy_reduced)
     nbdkit_error ("remap: warning: a metadata copy could not be written; "
                   "the table is durable in the other copy only (reduced "
                   "redundancy)");
+  else if (!degraded && dev->redundancy_reduced)
+    nbdkit_error ("remap: every metadata copy is written again: full "
+                  "redundancy restored");
+  dev->redundancy_reduced = degraded;
   remap_verbose ("wrote metadata generation %" PRIu64 " with %zd entries",
                  dev->md.generation, n + nr_retired);
   return 0;

@@ -79,6 +79,7 @@ struct remap_device {
 
   struct remap_options opt;
   int lock_fd;                  /* the in-use lock (lock.h) */
+  bool redundancy_reduced;      /* last metadata write missed a copy */
 
   /* Creating a remap: the RESERVED entry and its waiters. */
   pthread_mutex_t remap_lock;

@@ -13,9 +13,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "metadata.h"
+
+/* -D remap.crash_after=N (tests only): the process exits abruptly
+ * after N bytes of a metadata update, leaving a torn write behind.
+ */
+int remap_debug_crash_after = 0;
+static uint64_t update_bytes;    /* of the update in progress */
+
+static int
+metadata_pwrite (const struct remap_io *store, const void *buf,
+                 uint64_t len, uint64_t offset, int *err)
+{
+  if (remap_debug_crash_after > 0 &&
+      update_bytes + len >= (uint64_t) remap_debug_crash_after) {
+    uint64_t part = remap_debug_crash_after - update_bytes;
+    if (part)
+      remap_io_pwrite_all (store, buf, part, offset, err);
+    _exit (99);
+  }
+  update_bytes += len;
+  return remap_io_pwrite_all (store, buf, len, offset, err);
+}
 
 static uint64_t
 round_up (uint64_t n, uint64_t align)
@@ -228,10 +250,10 @@ write_copy (struct remap_metadata *md, int i, struct remap_header *h,
   h->copy_index = i;
   remap_header_encode (h, table, hslot);
   md->copy_valid[i] = false;
-  if (remap_io_pwrite_all (store, table, table_write_len,
-                           md->geo.table_offset[i], err) == -1 ||
-      remap_io_pwrite_all (store, hslot, md->geo.header_bytes,
-                           md->geo.header_offset[i], err) == -1 ||
+  if (metadata_pwrite (store, table, table_write_len,
+                       md->geo.table_offset[i], err) == -1 ||
+      metadata_pwrite (store, hslot, md->geo.header_bytes,
+                       md->geo.header_offset[i], err) == -1 ||
       remap_io_flush (store, err) == -1)
     return -1;
   md->copy_valid[i] = true;
@@ -272,6 +294,7 @@ remap_metadata_write (struct remap_metadata *md,
   h.entry_count = n;
   memcpy (h.counters, md->counters, sizeof h.counters);
 
+  update_bytes = 0;
   /* Spare data first: nothing may point at a spare whose data could
    * still be lost.
    */
