@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nbdkit-filter.h>
 
@@ -127,7 +128,7 @@ device_sync_write (void *vp)
   struct remap_device *dev = vp;
   CLEANUP_FREE struct remap_entry *entries = NULL;
   CLEANUP_FREE uint32_t *retired = NULL;
-  struct remap_sync_stats stats;
+  struct timespec t0, t1;
   struct remap_entry *all;
   ssize_t n, nr_retired;
   bool degraded;
@@ -149,14 +150,12 @@ device_sync_write (void *vp)
       .state = REMAP_STATE_RETIRED,
     };
 
-  remap_sync_get_stats (dev->sync, &stats);
   __atomic_fetch_add (&dev->counters[REMAP_COUNTER_SYNCS], 1,
                       __ATOMIC_RELAXED);
-  __atomic_store_n (&dev->counters[REMAP_COUNTER_LAST_SYNC_NS],
-                    stats.last_duration_ns, __ATOMIC_RELAXED);
   for (int i = 0; i < REMAP_NR_COUNTERS; i++)
     dev->md.counters[i] = __atomic_load_n (&dev->counters[i],
                                            __ATOMIC_RELAXED);
+  clock_gettime (CLOCK_MONOTONIC, &t0);
   if (remap_metadata_write (&dev->md, entries, n + nr_retired,
                             &degraded, &err) == -1) {
     nbdkit_error ("remap: writing the remap table failed: %s; the new "
@@ -165,6 +164,10 @@ device_sync_write (void *vp)
     errno = err;
     return -1;
   }
+  clock_gettime (CLOCK_MONOTONIC, &t1);
+  __atomic_store_n (&dev->counters[REMAP_COUNTER_LAST_SYNC_NS],
+                    (uint64_t) (t1.tv_sec - t0.tv_sec) * 1000000000 +
+                    t1.tv_nsec - t0.tv_nsec, __ATOMIC_RELAXED);
   /* Said once when it happens and once when it is over, not on every
    * write.
    */
