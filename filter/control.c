@@ -229,6 +229,10 @@ remap_control_execute (struct remap_device *dev,
     }
     remap_report_list (dev, from, count, reply);
   }
+  else if ((strcmp (args[0], "remap") == 0 ||
+            strcmp (args[0], "unmap") == 0) && dev->opt.readonly)
+    reply_error (reply, "the server is read-only: nothing can be remapped "
+                 "or unmapped");
   else if (strcmp (args[0], "remap") == 0 && nargs == 2) {
     if (!parse_sector (dev, args[1], &sector, reply))
       return;

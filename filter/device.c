@@ -134,6 +134,11 @@ device_sync_write (void *vp)
   bool degraded;
   int err;
 
+  /* A read-only server writes nothing: what it learns (pending
+   * sectors) stays in memory.
+   */
+  if (dev->opt.readonly)
+    return 0;
   n = remap_table_snapshot (dev->table,
                             REMAP_STATE_REMAPPED | REMAP_STATE_PENDING,
                             &entries);
@@ -299,6 +304,44 @@ check_blank (const struct remap_options *opt, const struct remap_io *store,
   return -1;
 }
 
+/* remap-format=yes: the old table must not be in use, and a spare
+ * file is emptied so that no header of an older, larger layout is
+ * left at its end to be found later.
+ */
+static int
+check_format_allowed (struct remap_device *dev,
+                      const struct remap_options *opt,
+                      const struct remap_io *store, uint64_t store_size,
+                      uint32_t spares)
+{
+  struct remap_load_result lr;
+  char path[256];
+  int err, fd;
+
+  if (remap_metadata_load (store, store_size, opt->internal,
+                           opt->sector_size, spares, &lr, &err) == 0) {
+    free (lr.entries);
+    if (lr.found == REMAP_FOUND_VALID) {
+      fd = remap_lock_acquire (lr.header.geo.uuid, true, path, sizeof path);
+      if (fd == -1 && errno == EWOULDBLOCK) {
+        nbdkit_error ("remap-format: the table of %s is in use by another "
+                      "nbdkit or by remapctl (lock %s is held); stop that "
+                      "one first", opt->store_name, path);
+        return -1;
+      }
+      remap_lock_release (fd);
+    }
+  }
+  if (store->truncate &&
+      store->truncate (store->opaque, 0, &err) == -1) {
+    nbdkit_error ("remap-format: emptying %s: %s", opt->store_name,
+                  strerror (err));
+    return -1;
+  }
+  (void) dev;
+  return 0;
+}
+
 /* Refuses to share a table with another server or a remapctl that
  * is changing it.
  */
@@ -353,7 +396,8 @@ remap_device_open (const struct remap_options *opt,
     goto error;
 
   if (opt->format) {
-    if (format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
+    if (check_format_allowed (dev, opt, store, store_size, spares) == -1 ||
+        format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
         take_lock (dev) == -1)
       goto error;
     remap_health_check_spares (dev);
@@ -391,10 +435,9 @@ remap_device_open (const struct remap_options *opt,
     break;
   }
 
-  if (check_identity (opt, &lr.header.geo, disk_size, spares) == -1)
-    goto error;
   if (spare_count_for (opt, disk_size, lr.header.geo.sector_size,
-                       &spares) == -1)
+                       &spares) == -1 ||
+      check_identity (opt, &lr.header.geo, disk_size, spares) == -1)
     goto error;
   if (build_state (dev, &lr.header.geo, lr.entries,
                    lr.header.entry_count) == -1 ||

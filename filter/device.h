@@ -62,7 +62,6 @@ struct remap_options {
 /* Fills the defaults of everything but the layout. */
 extern void remap_options_init (struct remap_options *opt);
 
-#define REMAP_DEFAULT_SECTOR_SIZE 4096
 #define REMAP_DEFAULT_SPARE_PERCENT_X100 100  /* 1% */
 #define REMAP_DEFAULT_MIN_SPARES 64
 #define REMAP_DEFAULT_READ_RETRIES 3
@@ -80,6 +79,7 @@ struct remap_device {
   struct remap_options opt;
   int lock_fd;                  /* the in-use lock (lock.h) */
   bool redundancy_reduced;      /* last metadata write missed a copy */
+  bool pending_full_logged;     /* under remap_lock */
 
   /* Creating a remap: the RESERVED entry and its waiters. */
   pthread_mutex_t remap_lock;

@@ -27,6 +27,7 @@
 #define REMAP_ENTRY_BYTES 16
 #define REMAP_COPIES 2
 #define REMAP_NR_COUNTERS 32
+#define REMAP_DEFAULT_SECTOR_SIZE 4096
 #define REMAP_MIN_SECTOR_SIZE 512
 #define REMAP_MAX_SECTOR_SIZE 65536
 /* Table slots hold twice the spares (remaps plus pending sectors) and

@@ -42,6 +42,8 @@ struct remap_io {
    */
   int (*extent) (void *opaque, uint32_t count, uint64_t offset,
                  uint64_t *run, bool *zero, int *err);
+  /* May be NULL: a store that cannot change size (a disk). */
+  int (*truncate) (void *opaque, uint64_t size, int *err);
   bool can_fua;                 /* REMAP_FLAG_FUA may be passed */
 };
 

@@ -100,7 +100,8 @@ static int
 find_geometry (const struct remap_io *store, uint64_t store_size,
                bool internal, uint32_t sector_size, uint32_t spare_count,
                struct remap_geometry *geo,
-               enum remap_decode_status *status, int *err)
+               enum remap_decode_status *status, uint64_t *b_probed,
+               uint64_t *a_probed, int *err)
 {
   unsigned char hbuf[REMAP_HEADER_BYTES];
   struct remap_header h;
@@ -117,6 +118,8 @@ find_geometry (const struct remap_io *store, uint64_t store_size,
     off = remap_last_header_offset (store_size, s);
     if (off < 0)
       continue;
+    if (s == (sector_size ? sector_size : REMAP_DEFAULT_SECTOR_SIZE))
+      *b_probed = off;
     if (store->pread (store->opaque, hbuf, REMAP_HEADER_BYTES, off, 0,
                       err) == -1)
       return -1;
@@ -133,15 +136,20 @@ find_geometry (const struct remap_io *store, uint64_t store_size,
       *status = st;
   }
 
-  /* Header B is unusable: try header A. */
+  /* Header B is unusable: try header A, where the parameters (or the
+   * defaults) put it.
+   */
   uint64_t a_offset = 0;
   if (internal) {
-    if (!sector_size || !spare_count ||
-        remap_geometry_compute (&expect, internal, store_size, sector_size,
+    if (!spare_count ||
+        remap_geometry_compute (&expect, internal, store_size,
+                                sector_size ? sector_size
+                                : REMAP_DEFAULT_SECTOR_SIZE,
                                 spare_count, why, sizeof why) == -1)
       return 0;
     a_offset = expect.header_offset[0];
   }
+  *a_probed = a_offset;
   if (store_size < a_offset + REMAP_HEADER_BYTES)
     return 0;
   if (store->pread (store->opaque, hbuf, REMAP_HEADER_BYTES, a_offset, 0,
@@ -171,8 +179,10 @@ remap_metadata_load (const struct remap_io *store, uint64_t store_size,
   int best = -1;
 
   memset (r, 0, sizeof *r);
+  r->copy[0].offset = r->copy[1].offset = REMAP_NOT_LOCATED;
   if (find_geometry (store, store_size, internal, sector_size, spare_count,
-                     &geo, &st, err) == -1)
+                     &geo, &st, &r->copy[1].offset, &r->copy[0].offset,
+                     err) == -1)
     return -1;
   if (st == REMAP_DECODE_NO_MAGIC) {
     r->found = REMAP_FOUND_NOTHING;
@@ -184,6 +194,7 @@ remap_metadata_load (const struct remap_io *store, uint64_t store_size,
       r->copy[i].status = st;
     return 0;
   }
+
 
   struct remap_header h[REMAP_COPIES];
   struct remap_entry *entries[REMAP_COPIES];
@@ -224,7 +235,12 @@ remap_metadata_describe (const struct remap_load_result *r,
     const struct remap_copy_report *c = &r->copy[i];
     int n;
 
-    if (c->status == REMAP_DECODE_OK)
+    if (c->offset == REMAP_NOT_LOCATED)
+      n = snprintf (buf + used, len - used,
+                    "%scopy %c: not located (give remap-sector-size and "
+                    "remap-spare-size as formatted to find it)",
+                    i ? "; " : "", 'A' + i);
+    else if (c->status == REMAP_DECODE_OK)
       n = snprintf (buf + used, len - used,
                     "%scopy %c at offset %" PRIu64 ": valid, generation %"
                     PRIu64, i ? "; " : "", 'A' + i, c->offset,

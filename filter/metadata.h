@@ -19,9 +19,11 @@ enum remap_found {
   REMAP_FOUND_DAMAGED,          /* ours, but no copy can be used */
 };
 
+#define REMAP_NOT_LOCATED UINT64_MAX
+
 struct remap_copy_report {
   enum remap_decode_status status;
-  uint64_t offset;              /* where its header is */
+  uint64_t offset;              /* of its header, or REMAP_NOT_LOCATED */
   uint64_t generation;          /* when status is OK */
 };
 

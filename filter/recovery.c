@@ -40,12 +40,25 @@ read_with_retries (struct remap_device *dev, const struct remap_io *io,
   }
 }
 
+/* Pending entries share the table's slot with the remaps, so they are
+ * capped at what is left over once every spare is in use.
+ */
 static void
 add_pending_locked (struct remap_device *dev, uint64_t sector)
 {
   struct remap_entry e = { .sector = sector, .spare = REMAP_NO_SPARE,
                            .state = REMAP_STATE_PENDING };
+  uint64_t limit = dev->geo.entry_capacity - dev->geo.spare_count;
 
+  if (__atomic_load_n (&dev->pending_now, __ATOMIC_RELAXED) >= limit) {
+    if (!dev->pending_full_logged)
+      nbdkit_error ("remap: %" PRIu64 " sectors are pending, as many as the "
+                    "table holds: sector %" PRIu64 " and later unreadable "
+                    "sectors are not recorded (reads of them still fail)",
+                    limit, sector);
+    dev->pending_full_logged = true;
+    return;
+  }
   if (remap_table_insert (dev->table, &e) == 0) {
     __atomic_fetch_add (&dev->pending_now, 1, __ATOMIC_RELAXED);
     remap_sync_mark_changed (dev->sync);
@@ -568,7 +581,27 @@ remap_pending_write (struct remap_device *dev, const struct remap_io *origin,
   CLEANUP_FREE unsigned char *check = NULL;
   struct remap_entry e;
 
+  check = malloc (slen);
+  if (check == NULL) {
+    *err = ENOMEM;
+    return -1;
+  }
   if (len < slen) {
+    /* If the old contents read again, the write becomes a whole-sector
+     * one; if not, there is nothing honest to put around the new bytes.
+     */
+    CLEANUP_FREE unsigned char *whole = malloc (slen);
+    const uint64_t sstart = remap_sector_start (dev, sector);
+
+    if (whole == NULL) {
+      *err = ENOMEM;
+      return -1;
+    }
+    if (read_with_retries (dev, origin, whole, slen, sstart, err) == 0) {
+      memcpy (whole + (offset - sstart), data, len);
+      return remap_pending_write (dev, origin, sector, whole, slen, sstart,
+                                  flags, err);
+    }
     if (!dev->opt.pending_partial_zero) {
       nbdkit_error ("remap: sector %" PRIu64 " is pending (its old contents "
                     "are unreadable), so a partial write to it fails; "
@@ -581,11 +614,6 @@ remap_pending_write (struct remap_device *dev, const struct remap_io *origin,
                                 flags, REMAP_FILL_ZEROS, true, err);
   }
 
-  check = malloc (slen);
-  if (check == NULL) {
-    *err = ENOMEM;
-    return -1;
-  }
   if (origin->pwrite (origin->opaque, data, slen, offset,
                       flags & REMAP_FLAG_FUA, err) == 0 &&
       origin->pread (origin->opaque, check, slen, offset, 0, err) == 0 &&

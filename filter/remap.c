@@ -495,6 +495,36 @@ apply_requests (struct remap_device *dev)
   return 0;
 }
 
+/* Whether nbdkit was started with -r.  A filter is not told, and the
+ * plugin below still says it can write, so read our own command line:
+ * the options come before the plugin name.
+ */
+static bool
+server_is_readonly (void)
+{
+  char buf[8192], *p, *end;
+  FILE *fp = fopen ("/proc/self/cmdline", "r");
+  size_t n;
+  bool ro = false;
+
+  if (fp == NULL)
+    return false;
+  n = fread (buf, 1, sizeof buf - 1, fp);
+  fclose (fp);
+  buf[n] = '\0';
+  end = buf + n;
+  for (p = buf + strlen (buf) + 1; p < end; p += strlen (p) + 1) {
+    if (strcmp (p, "-r") == 0 || strcmp (p, "--readonly") == 0 ||
+        strcmp (p, "--read-only") == 0)
+      ro = true;
+    /* A cluster of flags that take no value, like -fr. */
+    else if (p[0] == '-' && p[1] != '-' && p[1] &&
+             strspn (p + 1, "fnrsv") == strlen (p + 1) && strchr (p, 'r'))
+      ro = true;
+  }
+  return ro;
+}
+
 /* Loads (or formats) the metadata and starts the sync thread, before
  * any client can connect.
  */
@@ -506,7 +536,8 @@ remap_after_fork (nbdkit_backend *backend)
   uint64_t store_size;
   int can_write;
 
-  shared_next = nbdkit_next_context_open (backend, 0, "", 1);
+  options.readonly = server_is_readonly ();
+  shared_next = nbdkit_next_context_open (backend, options.readonly, "", 1);
   if (shared_next == NULL) {
     nbdkit_error ("remap: cannot open the plugin outside a connection");
     return -1;
@@ -516,7 +547,7 @@ remap_after_fork (nbdkit_backend *backend)
       (can_write = shared_next->can_write (shared_next)) == -1 ||
       origin_from_next (shared_next, &shared_origin) == -1)
     goto error;
-  options.readonly = !can_write;
+  options.readonly = options.readonly || !can_write;
 
   if (options.internal) {
     store = &shared_origin;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cleanup.h"
 #include "report.h"
@@ -92,8 +93,12 @@ remap_health_verdict (struct remap_device *dev)
     remap_spares_retired (dev->spares);
   bool storm, top_warned;
 
+  struct timespec now;
+
+  clock_gettime (CLOCK_MONOTONIC, &now);
   pthread_mutex_lock (&dev->health_lock);
-  storm = dev->storm_logged;
+  storm = dev->storm_logged &&
+    (uint64_t) now.tv_sec < dev->storm_window_start + 60;
   top_warned = dev->opt.nr_warn > 0 &&
     taken * 10000 >= total * dev->opt.warn_x100[dev->opt.nr_warn - 1];
   pthread_mutex_unlock (&dev->health_lock);

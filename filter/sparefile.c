@@ -84,6 +84,18 @@ file_flush (void *opaque, int *err)
  * the file system cannot, trimming is simply skipped.
  */
 static int
+file_truncate (void *opaque, uint64_t size, int *err)
+{
+  struct remap_sparefile *f = opaque;
+
+  if (ftruncate (f->fd, size) == -1) {
+    *err = errno;
+    return -1;
+  }
+  return 0;
+}
+
+static int
 file_trim (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
            int *err)
 {
@@ -166,6 +178,7 @@ remap_sparefile_open (struct remap_sparefile *f, const char *path,
     .pread = file_pread,
     .pwrite = file_pwrite,
     .trim = file_trim,
+    .truncate = file_truncate,
     .flush = file_flush,
     .extent = file_extent,
   };
