@@ -26,6 +26,8 @@
  */
 NBDKIT_DLL_PUBLIC int remap_debug_verbose = 0;
 
+#define FINAL_SYNC_BUDGET_NS (500 * UINT64_C (1000000))
+
 static const char *counter_names[REMAP_NR_COUNTERS_USED] = {
   [REMAP_COUNTER_READS] = "reads",
   [REMAP_COUNTER_WRITES] = "writes",
@@ -189,6 +191,41 @@ device_sync_write (void *vp)
   return 0;
 }
 
+static uint64_t
+monotonic_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+bool
+remap_device_quitting (struct remap_device *dev)
+{
+  return __atomic_load_n (&dev->stopping, __ATOMIC_RELAXED) ||
+    (dev->quit_check && dev->quit_check ());
+}
+
+static bool
+device_quitting (void *vp)
+{
+  return remap_device_quitting (vp);
+}
+
+/* The metadata writer stops between plugin calls when the server
+ * quits, except for the last write at shutdown, which has a small
+ * time budget instead.
+ */
+static bool
+metadata_should_stop (void *vp)
+{
+  struct remap_device *dev = vp;
+
+  if (dev->final_deadline_ns)
+    return monotonic_ns () > dev->final_deadline_ns;
+  return dev->quit_check && dev->quit_check ();
+}
+
 /* Builds the in-memory state from a geometry and its entries. */
 static int
 build_state (struct remap_device *dev, const struct remap_geometry *geo,
@@ -203,6 +240,9 @@ build_state (struct remap_device *dev, const struct remap_geometry *geo,
     nbdkit_error ("remap: out of memory");
     return -1;
   }
+  remap_sync_set_abort (dev->sync, device_quitting, dev);
+  dev->md.abort_fn = metadata_should_stop;
+  dev->md.abort_opaque = dev;
   /* Sector entries come first, retired spares after them. */
   size_t nr_sectors = 0;
   while (nr_sectors < n && entries[nr_sectors].state != REMAP_STATE_RETIRED)
@@ -229,6 +269,14 @@ build_state (struct remap_device *dev, const struct remap_geometry *geo,
   return 0;
 }
 
+/* Which parameter to blame when the spare area does not fit. */
+static const char *
+layout_param (const struct remap_options *opt)
+{
+  return opt->spare_bytes || opt->spare_percent_x100 ? "remap-spare-size"
+    : "remap";
+}
+
 static int
 format_store (struct remap_device *dev, const struct remap_options *opt,
               uint64_t disk_size, uint32_t sector_size, uint32_t spares)
@@ -244,7 +292,8 @@ format_store (struct remap_device *dev, const struct remap_options *opt,
   }
   if (remap_geometry_compute (&geo, opt->internal, disk_size, sector_size,
                               spares, why, sizeof why) == -1) {
-    nbdkit_error ("remap: cannot lay out the spare area: %s", why);
+    nbdkit_error ("%s: cannot lay out the spare area: %s",
+                    layout_param (opt), why);
     return -1;
   }
   if (build_state (dev, &geo, NULL, 0) == -1)
@@ -277,7 +326,8 @@ check_blank (const struct remap_options *opt, const struct remap_io *store,
   if (opt->internal) {
     if (remap_geometry_compute (&geo, true, disk_size, sector_size, spares,
                                 why, sizeof why) == -1) {
-      nbdkit_error ("remap: cannot lay out the spare area: %s", why);
+      nbdkit_error ("%s: cannot lay out the spare area: %s",
+                    layout_param (opt), why);
       return -1;
     }
     offset = geo.region_offset;
@@ -491,14 +541,29 @@ void
 remap_device_stop (struct remap_device *dev)
 {
   pthread_mutex_lock (&dev->remap_lock);
-  dev->stopping = true;
+  __atomic_store_n (&dev->stopping, true, __ATOMIC_RELAXED);
   pthread_cond_broadcast (&dev->remap_cond);
   pthread_mutex_unlock (&dev->remap_lock);
 
   remap_sync_stop (dev->sync);
-  /* Whatever changed after the thread's last write goes out now. */
-  if (remap_sync_is_dirty (dev->sync))
-    remap_sync_now (dev->sync);
+  /* Whatever changed after the thread's last write goes out now.
+   * Nothing acknowledged depends on it (every acknowledged remap is
+   * durable already), so a plugin too slow to do it quickly is not
+   * waited for: the write gets a budget, and is skipped when the last
+   * one already took longer than that.
+   */
+  if (remap_sync_is_dirty (dev->sync)) {
+    struct remap_sync_stats st;
+    remap_sync_get_stats (dev->sync, &st);
+    if (st.last_duration_ns > FINAL_SYNC_BUDGET_NS)
+      nbdkit_debug ("remap: skipping the last metadata write at shutdown "
+                    "(the previous one took %" PRIu64 " ms)",
+                    st.last_duration_ns / 1000000);
+    else {
+      dev->final_deadline_ns = monotonic_ns () + FINAL_SYNC_BUDGET_NS;
+      remap_sync_now (dev->sync);
+    }
+  }
   remap_device_log_counters (dev);
 }
 

@@ -79,6 +79,11 @@ struct remap_device {
   struct remap_options opt;
   int lock_fd;                  /* the in-use lock (lock.h) */
   bool redundancy_reduced;      /* last metadata write missed a copy */
+  /* Set by the glue: true once nbdkit is quitting (or the client of
+   * the calling thread is gone), so recovery loops and waiters stop.
+   */
+  bool (*quit_check) (void);
+  uint64_t final_deadline_ns;   /* budget of the last write at shutdown */
   bool pending_full_logged;     /* under remap_lock */
 
   /* Creating a remap: the RESERVED entry and its waiters. */
@@ -119,6 +124,11 @@ extern int remap_device_start (struct remap_device *dev);
  */
 extern void remap_device_stop (struct remap_device *dev);
 extern void remap_device_free (struct remap_device *dev);
+
+/* True when recovery should stop: the device is stopping, or the
+ * glue's quit_check says the server is quitting.
+ */
+extern bool remap_device_quitting (struct remap_device *dev);
 
 /* The data path.  origin is the plugin for this request. */
 extern int remap_device_pread (struct remap_device *dev,

@@ -255,6 +255,16 @@ remap_metadata_describe (const struct remap_load_result *r,
   }
 }
 
+static bool
+aborting (struct remap_metadata *md, int *err)
+{
+  if (md->abort_fn && md->abort_fn (md->abort_opaque)) {
+    *err = ESHUTDOWN;
+    return true;
+  }
+  return false;
+}
+
 /* Writes copy i: its table, then its header, then a flush. */
 static int
 write_copy (struct remap_metadata *md, int i, struct remap_header *h,
@@ -265,11 +275,17 @@ write_copy (struct remap_metadata *md, int i, struct remap_header *h,
 
   h->copy_index = i;
   remap_header_encode (h, table, hslot);
+  /* From here until the flush, this copy may not hold the newest
+   * table: the next update must write it first.
+   */
   md->copy_valid[i] = false;
-  if (metadata_pwrite (store, table, table_write_len,
+  if (aborting (md, err) ||
+      metadata_pwrite (store, table, table_write_len,
                        md->geo.table_offset[i], err) == -1 ||
+      aborting (md, err) ||
       metadata_pwrite (store, hslot, md->geo.header_bytes,
                        md->geo.header_offset[i], err) == -1 ||
+      aborting (md, err) ||
       remap_io_flush (store, err) == -1)
     return -1;
   md->copy_valid[i] = true;
@@ -314,7 +330,7 @@ remap_metadata_write (struct remap_metadata *md,
   /* Spare data first: nothing may point at a spare whose data could
    * still be lost.
    */
-  if (remap_io_flush (md->store, err) == -1)
+  if (aborting (md, err) || remap_io_flush (md->store, err) == -1)
     return -1;
 
   for (int i = 0; i < REMAP_COPIES; i++)
@@ -324,12 +340,19 @@ remap_metadata_write (struct remap_metadata *md,
     if (md->copy_valid[i])
       order[k++] = i;
 
+  /* A copy that was not written (error, or stopped) is marked stale,
+   * so that the next update writes it first: the copy holding the
+   * newest table is never the one being overwritten.
+   */
   for (k = 0; k < REMAP_COPIES; k++) {
     if (write_copy (md, order[k], &h, table, table_write_len,
                     hslot, err) == 0)
       written++;
-    else if (!first_err)
-      first_err = *err;
+    else {
+      if (!first_err)
+        first_err = *err;
+      md->copy_valid[order[k]] = false;
+    }
   }
   if (written == 0) {
     *err = first_err ? first_err : EIO;

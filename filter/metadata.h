@@ -56,6 +56,11 @@ struct remap_metadata {
   uint64_t generation;          /* of the newest copy written */
   bool copy_valid[REMAP_COPIES];
   uint64_t counters[REMAP_NR_COUNTERS];
+  /* Asked before each plugin call of a write; may be NULL.  An update
+   * stopped between calls leaves every copy valid (old or new).
+   */
+  bool (*abort_fn) (void *opaque);
+  void *abort_opaque;
 };
 
 /* Writes all copies with generation+1: flush the store (so spare data

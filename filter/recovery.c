@@ -26,6 +26,21 @@
 
 unsigned char remap_zero_sector[REMAP_MAX_SECTOR_SIZE];
 
+/* Every loop here that goes to the plugin again asks first whether
+ * the server is quitting: nbdkit waits for requests in flight before
+ * it lets us clean up, so a request must stop at the next call, not
+ * finish a long recovery against a slow, failing plugin.
+ */
+static bool
+give_up (struct remap_device *dev, int *err)
+{
+  if (remap_device_quitting (dev)) {
+    *err = ESHUTDOWN;
+    return true;
+  }
+  return false;
+}
+
 /* Reads with up to opt.read_retries extra tries after EIO. */
 static int
 read_with_retries (struct remap_device *dev, const struct remap_io *io,
@@ -34,7 +49,7 @@ read_with_retries (struct remap_device *dev, const struct remap_io *io,
   for (uint32_t tries = 0; ; tries++) {
     if (io->pread (io->opaque, buf, len, offset, 0, err) == 0)
       return 0;
-    if (*err != EIO || tries >= dev->opt.read_retries)
+    if (*err != EIO || tries >= dev->opt.read_retries || give_up (dev, err))
       return -1;
     remap_bump (dev, REMAP_COUNTER_RETRIES, 1);
   }
@@ -183,7 +198,7 @@ write_to_some_spare (struct remap_device *dev, uint64_t sector,
       return 0;
     nbdkit_error ("remap: writing spare %" PRIu32 " for sector %" PRIu64
                   " failed: %s", *spare, sector, strerror (*err));
-    if (*err != EIO || tries + 1 >= MAX_SPARE_TRIES)
+    if (*err != EIO || tries + 1 >= MAX_SPARE_TRIES || give_up (dev, err))
       return -1;
     pthread_mutex_lock (&dev->remap_lock);
     retire_locked (dev, *spare, sector);
@@ -210,6 +225,8 @@ remap_recover_write (struct remap_device *dev, const struct remap_io *origin,
   bool had_prev = false, make_pending = false;
   uint64_t gen;
 
+  if (give_up (dev, err))
+    return -1;
   pthread_mutex_lock (&dev->remap_lock);
   for (;;) {
     if (dev->stopping) {
@@ -331,6 +348,8 @@ remap_recover_read (struct remap_device *dev, const struct remap_io *origin,
     uint64_t pend = remap_sector_start (dev, sector) + ss;
     uint32_t plen = (pend < end ? pend : end) - offset;
 
+    if (give_up (dev, err))
+      return -1;
     if (read_with_retries (dev, origin, buf, plen, offset, err) == -1) {
       if (*err != EIO)
         return -1;
@@ -374,6 +393,8 @@ remap_verify_run (struct remap_device *dev, const struct remap_io *origin,
     const void *piece = buf ? (const unsigned char *) buf + (offset - start)
       : NULL;
 
+    if (give_up (dev, err))
+      return -1;
     if (origin->pread (origin->opaque, check, plen, offset, 0, err) == -1 ||
         memcmp (check, piece ? piece : remap_zero_sector, plen) != 0) {
       remap_verbose ("sector %" PRIu64 " did not keep what was written",
@@ -408,6 +429,8 @@ remap_recover_write_run (struct remap_device *dev,
       : NULL;
     int r;
 
+    if (give_up (dev, err))
+      return -1;
     if (piece)
       r = origin->pwrite (origin->opaque, piece, plen, offset,
                           origin_flags, err);

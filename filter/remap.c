@@ -152,6 +152,31 @@ parse_u32_param (const char *key, const char *value, uint32_t *out)
   return nbdkit_parse_uint32_t (key, value, out);
 }
 
+/* nbdkit's parsers say what is wrong but not with which parameter. */
+static int
+parse_size_param (const char *key, const char *value, int64_t *out)
+{
+  *out = nbdkit_parse_size (value);
+  if (*out == -1) {
+    nbdkit_error ("%s=%s: not a size (like 4096, 64k or 1M)", key, value);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+parse_bool_param (const char *key, const char *value, bool *out)
+{
+  int r = nbdkit_parse_bool (value);
+
+  if (r == -1) {
+    nbdkit_error ("%s=%s: use yes or no", key, value);
+    return -1;
+  }
+  *out = r;
+  return 0;
+}
+
 static int
 remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
               const char *key, const char *value)
@@ -177,8 +202,8 @@ remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
       }
       return 0;
     }
-    int64_t r = nbdkit_parse_size (value);
-    if (r == -1)
+    int64_t r;
+    if (parse_size_param (key, value, &r) == -1)
       return -1;
     if (r == 0) {
       nbdkit_error ("remap-spare-size=%s: the spare area cannot be empty",
@@ -189,8 +214,8 @@ remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     return 0;
   }
   if (strcmp (key, "remap-sector-size") == 0) {
-    int64_t r = nbdkit_parse_size (value);
-    if (r == -1)
+    int64_t r;
+    if (parse_size_param (key, value, &r) == -1)
       return -1;
     if (r < REMAP_MIN_SECTOR_SIZE || r > REMAP_MAX_SECTOR_SIZE ||
         (r & (r - 1)) != 0) {
@@ -202,13 +227,8 @@ remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     options.sector_size = r;
     return 0;
   }
-  if (strcmp (key, "remap-format") == 0) {
-    int r = nbdkit_parse_bool (value);
-    if (r == -1)
-      return -1;
-    options.format = r;
-    return 0;
-  }
+  if (strcmp (key, "remap-format") == 0)
+    return parse_bool_param (key, value, &options.format);
   if (strcmp (key, "remap-read-retries") == 0) {
     if (parse_u32_param (key, value, &options.read_retries) == -1)
       return -1;
@@ -218,13 +238,8 @@ remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     }
     return 0;
   }
-  if (strcmp (key, "remap-verify") == 0) {
-    int r = nbdkit_parse_bool (value);
-    if (r == -1)
-      return -1;
-    options.verify = r;
-    return 0;
-  }
+  if (strcmp (key, "remap-verify") == 0)
+    return parse_bool_param (key, value, &options.verify);
   if (strcmp (key, "remap-pending-partial") == 0) {
     if (strcmp (value, "zero") == 0)
       options.pending_partial_zero = true;
@@ -495,6 +510,16 @@ apply_requests (struct remap_device *dev)
   return 0;
 }
 
+/* nbdkit has no "are we quitting?" call, but its sleep returns at
+ * once with an error when the server is shutting down or the calling
+ * thread's client has gone: a zero-length sleep asks exactly that.
+ */
+static bool
+quitting (void)
+{
+  return nbdkit_nanosleep (0, 0) == -1;
+}
+
 /* Whether nbdkit was started with -r.  A filter is not told, and the
  * plugin below still says it can write, so read our own command line:
  * the options come before the plugin name.
@@ -564,6 +589,8 @@ remap_after_fork (nbdkit_backend *backend)
   }
 
   device = remap_device_open (&options, store, store_size, disk_size);
+  if (device)
+    device->quit_check = quitting;
   if (device == NULL || apply_requests (device) == -1 ||
       remap_device_start (device) == -1 ||
       remap_control_start (device, &shared_origin, metrics_path) == -1)

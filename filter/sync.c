@@ -26,6 +26,8 @@ struct remap_sync {
   pthread_mutex_t write_lock;
   remap_sync_write_fn write_fn;
   void *opaque;
+  remap_abort_fn abort_fn;      /* may be NULL */
+  void *abort_opaque;
 
   struct remap_sync_stats stats;
 };
@@ -221,16 +223,36 @@ remap_sync_wait (struct remap_sync *s, uint64_t gen)
     pthread_cond_broadcast (&s->cond);
   }
   failures_at_start = s->stats.failures;
-  /* A failure of an attempt that did not cover gen is not ours. */
+  /* A failure of an attempt that did not cover gen is not ours.  When
+   * the server is quitting, waiting for the write is pointless: it
+   * cannot be acknowledged anyway, so check that every 100 ms.
+   */
+  bool aborted = false;
   while (!s->cancelled && s->durable < gen &&
-         !(s->stats.failures != failures_at_start && s->failed >= gen))
-    pthread_cond_wait (&s->cond, &s->lock);
+         !(s->stats.failures != failures_at_start && s->failed >= gen)) {
+    if (s->abort_fn) {
+      struct timespec until;
+      clock_gettime (CLOCK_REALTIME, &until);
+      until.tv_nsec += 100000000;
+      if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+      }
+      pthread_cond_timedwait (&s->cond, &s->lock, &until);
+      if (s->durable < gen && s->abort_fn (s->abort_opaque)) {
+        aborted = true;
+        break;
+      }
+    }
+    else
+      pthread_cond_wait (&s->cond, &s->lock);
+  }
 
   if (s->durable >= gen) {
     pthread_mutex_unlock (&s->lock);
     return 0;
   }
-  errno = s->cancelled ? ESHUTDOWN : s->failed_errno;
+  errno = s->cancelled || aborted ? ESHUTDOWN : s->failed_errno;
   pthread_mutex_unlock (&s->lock);
   return -1;
 }
@@ -248,6 +270,15 @@ remap_sync_now (struct remap_sync *s)
   }
   pthread_mutex_unlock (&s->lock);
   return write_and_publish (s, target);
+}
+
+void
+remap_sync_set_abort (struct remap_sync *s, remap_abort_fn fn, void *opaque)
+{
+  pthread_mutex_lock (&s->lock);
+  s->abort_fn = fn;
+  s->abort_opaque = opaque;
+  pthread_mutex_unlock (&s->lock);
 }
 
 void

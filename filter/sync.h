@@ -15,6 +15,9 @@
  *    variable and re-check the cancel flag after every wake-up.
  *  - remap_sync_stop sets the cancel flag, broadcasts and joins.
  *    After that no one waits: remap_sync_wait returns ESHUTDOWN.
+ *  - Waiters also give up when the abort function (nbdkit quitting)
+ *    says so: nbdkit finishes every request before it lets the filter
+ *    clean up, so a request must not wait for a slow write to finish.
  *  - Without a running thread (before start, or in tools and unit
  *    tests) remap_sync_wait writes the table itself, so nothing ever
  *    waits for a thread that does not exist.
@@ -27,6 +30,8 @@
 
 /* Writes the whole table durably.  Returns 0, or -1 with errno set. */
 typedef int (*remap_sync_write_fn) (void *opaque);
+/* True when there is no point going on: the server is quitting. */
+typedef bool (*remap_abort_fn) (void *opaque);
 
 struct remap_sync;
 
@@ -48,6 +53,10 @@ extern bool remap_sync_is_dirty (struct remap_sync *s);
  * server is stopping.
  */
 extern int remap_sync_wait (struct remap_sync *s, uint64_t gen);
+
+/* Lets waiters give up (ESHUTDOWN) when fn says so. */
+extern void remap_sync_set_abort (struct remap_sync *s, remap_abort_fn fn,
+                                  void *opaque);
 
 /* Writes the table now, in the caller's thread, if anything changed.
  * Used by shutdown after the thread has been joined.
