@@ -114,7 +114,7 @@ remap_control_listen (const char *path)
   old_mask = umask (0177);
   r = bind (fd, (struct sockaddr *) &addr, sizeof addr);
   umask (old_mask);
-  if (r == -1 || chmod (path, 0600) == -1 || listen (fd, 8) == -1) {
+  if (r == -1 || chmod (path, 0600) == -1 || listen (fd, 64) == -1) {
     nbdkit_error ("remap-control: %s: %m", path);
     close (fd);
     return -1;
@@ -365,14 +365,15 @@ serve_client (int i)
   }
 }
 
-static void
+/* Takes one waiting connection.  Returns false when none is left. */
+static bool
 accept_client (void)
 {
   int fd = accept4 (ctl.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
   int i;
 
   if (fd == -1)
-    return;
+    return false;
   for (i = 0; i < MAX_CLIENTS && ctl.clients[i]; i++)
     ;
   if (i == MAX_CLIENTS ||
@@ -381,11 +382,12 @@ accept_client (void)
       "{\"ok\":false,\"error\":\"too many control clients\"}\n";
     send_all (fd, busy, sizeof busy - 1);
     close (fd);
-    return;
+    return true;
   }
   ctl.clients[i]->fd = fd;
   ctl.clients[i]->len = 0;
   ctl.clients[i]->last_active = now_seconds ();
+  return true;
 }
 
 static void
@@ -473,7 +475,8 @@ control_thread (void *vp)
         if (!pfd[k].revents)
           continue;
         if (pfd[k].fd == ctl.listen_fd)
-          accept_client ();
+          while (accept_client ())
+            ;
         else if (ctl.clients[map[k]])
           serve_client (map[k]);
       }

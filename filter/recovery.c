@@ -297,6 +297,10 @@ remap_recover_write (struct remap_device *dev, const struct remap_io *origin,
   if (write_to_some_spare (dev, sector, data, &e.spare, err) == -1)
     goto abandon;
 
+  /* Counters first, so that the metadata write this change triggers
+   * saves them too.
+   */
+  remap_bump (dev, REMAP_COUNTER_REMAPS, 1);
   pthread_mutex_lock (&dev->remap_lock);
   e.state = REMAP_STATE_REMAPPED;
   remap_table_insert (dev->table, &e); /* replaces: cannot fail */
@@ -306,7 +310,6 @@ remap_recover_write (struct remap_device *dev, const struct remap_io *origin,
   pthread_cond_broadcast (&dev->remap_cond);
   pthread_mutex_unlock (&dev->remap_lock);
 
-  remap_bump (dev, REMAP_COUNTER_REMAPS, 1);
   nbdkit_debug ("remap: sector %" PRIu64 " remapped to spare %" PRIu32,
                 sector, e.spare);
   if (!had_prev)
@@ -647,12 +650,12 @@ remap_pending_write (struct remap_device *dev, const struct remap_io *origin,
         e.state == REMAP_STATE_PENDING) {
       remap_table_remove (dev->table, sector);
       __atomic_fetch_sub (&dev->pending_now, 1, __ATOMIC_RELAXED);
+      remap_bump (dev, REMAP_COUNTER_RECOVERED, 1);
       remap_sync_mark_changed (dev->sync);
       cleared = true;
     }
     pthread_mutex_unlock (&dev->remap_lock);
     if (cleared) {
-      remap_bump (dev, REMAP_COUNTER_RECOVERED, 1);
       remap_verbose ("pending sector %" PRIu64 " rewrote and verified: "
                      "recovered", sector);
     }
