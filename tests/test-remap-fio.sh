@@ -41,7 +41,8 @@ offset=16M
 EOF
 
 r=0
-timeout 60 fio --output="$tmp/fio.out" "$tmp/job.fio" || r=$?
+# fio leaves verify state files in its working directory.
+(cd "$tmp" && timeout 60 fio --output="$tmp/fio.out" "$tmp/job.fio") || r=$?
 cat "$tmp/fio.out"
 [ $r -eq 0 ] || fail "fio failed (status $r)"
 grep -q "err= 0" "$tmp/fio.out" || fail "fio reported errors"
