@@ -414,20 +414,12 @@ take_lock (struct remap_device *dev)
   return 0;
 }
 
-struct remap_device *
-remap_device_open (const struct remap_options *opt,
-                   const struct remap_io *store, uint64_t store_size,
-                   uint64_t disk_size)
+/* A device with its locks, before any table is attached. */
+static struct remap_device *
+device_new (const struct remap_options *opt, const struct remap_io *store)
 {
   struct remap_device *dev = calloc (1, sizeof *dev);
-  struct remap_load_result lr;
-  uint32_t sector_size = opt->sector_size ? opt->sector_size
-    : REMAP_DEFAULT_SECTOR_SIZE;
-  uint32_t spares;
-  char what[512];
-  int err;
 
-  memset (&lr, 0, sizeof lr);
   if (dev == NULL) {
     nbdkit_error ("remap: out of memory");
     return NULL;
@@ -441,6 +433,60 @@ remap_device_open (const struct remap_options *opt,
   dev->lock_fd = -1;
   dev->store = store;
   dev->md.store = store;
+  return dev;
+}
+
+/* Takes over what a load found: geometry, entries, generation, which
+ * copies are current, counters.
+ */
+static int
+adopt_loaded (struct remap_device *dev, const struct remap_load_result *lr)
+{
+  if (build_state (dev, &lr->header.geo, lr->entries,
+                   lr->header.entry_count) == -1)
+    return -1;
+  dev->md.generation = lr->header.generation;
+  memcpy (dev->md.counters, lr->header.counters, sizeof dev->md.counters);
+  memcpy (dev->counters, lr->header.counters, sizeof dev->counters);
+  for (int i = 0; i < REMAP_COPIES; i++)
+    dev->md.copy_valid[i] = lr->copy[i].status == REMAP_DECODE_OK &&
+      lr->copy[i].generation == lr->header.generation;
+  return 0;
+}
+
+struct remap_device *
+remap_device_view (const struct remap_options *opt,
+                   const struct remap_io *store,
+                   const struct remap_load_result *lr)
+{
+  struct remap_options ro = *opt;
+  struct remap_device *dev;
+
+  ro.readonly = true;
+  dev = device_new (&ro, store);
+  if (dev && adopt_loaded (dev, lr) == -1) {
+    remap_device_free (dev);
+    return NULL;
+  }
+  return dev;
+}
+
+struct remap_device *
+remap_device_open (const struct remap_options *opt,
+                   const struct remap_io *store, uint64_t store_size,
+                   uint64_t disk_size)
+{
+  struct remap_device *dev = device_new (opt, store);
+  struct remap_load_result lr;
+  uint32_t sector_size = opt->sector_size ? opt->sector_size
+    : REMAP_DEFAULT_SECTOR_SIZE;
+  uint32_t spares;
+  char what[512];
+  int err;
+
+  memset (&lr, 0, sizeof lr);
+  if (dev == NULL)
+    return NULL;
 
   if (spare_count_for (opt, disk_size, sector_size, &spares) == -1)
     goto error;
@@ -489,16 +535,8 @@ remap_device_open (const struct remap_options *opt,
                        &spares) == -1 ||
       check_identity (opt, &lr.header.geo, disk_size, spares) == -1)
     goto error;
-  if (build_state (dev, &lr.header.geo, lr.entries,
-                   lr.header.entry_count) == -1 ||
-      take_lock (dev) == -1)
+  if (adopt_loaded (dev, &lr) == -1 || take_lock (dev) == -1)
     goto error;
-  dev->md.generation = lr.header.generation;
-  memcpy (dev->md.counters, lr.header.counters, sizeof dev->md.counters);
-  memcpy (dev->counters, lr.header.counters, sizeof dev->counters);
-  for (int i = 0; i < REMAP_COPIES; i++)
-    dev->md.copy_valid[i] = lr.copy[i].status == REMAP_DECODE_OK &&
-      lr.copy[i].generation == lr.header.generation;
   nbdkit_debug ("remap: loaded %s: generation %" PRIu64 ", %" PRIu32
                 " entries, %" PRIu32 " of %" PRIu32 " spares used",
                 opt->store_name, lr.header.generation, lr.header.entry_count,

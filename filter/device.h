@@ -118,6 +118,12 @@ extern struct remap_device *remap_device_open (const struct remap_options *opt,
                                                const struct remap_io *store,
                                                uint64_t store_size,
                                                uint64_t disk_size);
+/* A read-only device over what remap_metadata_load found, taking no
+ * lock and writing nothing: for tools that only report.
+ */
+extern struct remap_device *remap_device_view (const struct remap_options *opt,
+                                               const struct remap_io *store,
+                                               const struct remap_load_result *lr);
 extern int remap_device_start (struct remap_device *dev);
 /* Stops the sync thread (flag, wake, join), releases every waiter and
  * writes the table one last time if it changed.

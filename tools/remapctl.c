@@ -777,78 +777,20 @@ check_disk_size (const struct remap_geometry *g)
 
 /* ---- A read-only view of the metadata, for the reports. ---- */
 
-static int
-view_write (void *opaque)
-{
-  (void) opaque;
-  errno = EROFS;
-  return -1;
-}
-
-/* Builds a struct remap_device from a load result without taking the
- * in-use lock, so that the reports of report.c can be printed while a
- * server runs.  Nothing is ever written through it.
+/* The core's read-only device over a load result: no in-use lock, so
+ * the reports of report.c print while a server runs, and nothing is
+ * ever written through it.
  */
 static struct remap_device *
 make_view (const struct remap_load_result *lr)
 {
-  const struct remap_geometry *g = &lr->header.geo;
-  struct remap_device *dev = calloc (1, sizeof *dev);
-  size_t n = lr->header.entry_count, nr_sectors = 0;
+  struct remap_options opt;
 
-  if (dev == NULL)
-    return NULL;
-  pthread_mutex_init (&dev->remap_lock, NULL);
-  pthread_mutex_init (&dev->relocate_lock, NULL);
-  pthread_rwlock_init (&dev->unmap_lock, NULL);
-  pthread_mutex_init (&dev->health_lock, NULL);
-  pthread_cond_init (&dev->remap_cond, NULL);
-  remap_options_init (&dev->opt);
-  dev->opt.internal = g->internal;
-  dev->opt.sector_size = g->sector_size;
-  dev->opt.readonly = true;
-  dev->opt.store_name = target_name ();
-  dev->lock_fd = -1;
-  dev->geo = *g;
-  dev->store = target.store;
-  dev->md.geo = *g;
-  dev->md.store = target.store;
-  dev->md.generation = lr->header.generation;
-  for (int i = 0; i < REMAP_COPIES; i++)
-    dev->md.copy_valid[i] = copy_current (lr, i);
-  memcpy (dev->md.counters, lr->header.counters, sizeof dev->md.counters);
-  memcpy (dev->counters, lr->header.counters, sizeof dev->counters);
-
-  dev->table = remap_table_new (g->data_sectors);
-  dev->spares = remap_spares_new (g->spare_count);
-  dev->sync = remap_sync_new (view_write, dev);
-  if (!dev->table || !dev->spares || !dev->sync)
-    goto error;
-  while (nr_sectors < n && lr->entries[nr_sectors].state != REMAP_STATE_RETIRED)
-    nr_sectors++;
-  if (remap_table_load (dev->table, lr->entries, nr_sectors) == -1)
-    goto error;
-  for (size_t i = 0; i < n; i++) {
-    const struct remap_entry *e = &lr->entries[i];
-    int r = 0;
-    if (e->state == REMAP_STATE_REMAPPED)
-      r = remap_spares_mark_used (dev->spares, e->spare);
-    else if (e->state == REMAP_STATE_RETIRED)
-      r = remap_spares_mark_retired (dev->spares, e->spare);
-    else if (e->state == REMAP_STATE_PENDING)
-      dev->pending_now++;
-    /* The filter refuses to start on such a table. */
-    if (r == -1)
-      error_msg ("warning: the table of %s lists spare %" PRIu32 " twice: "
-                 "the filter will refuse to start on it", target_name (),
-                 e->spare);
-  }
-  return dev;
-
- error:
-  remap_device_free (dev);
-  errno = ENOMEM;
-  return NULL;
+  remap_options_init (&opt);
+  opt.internal = lr->header.geo.internal;
+  opt.sector_size = lr->header.geo.sector_size;
+  opt.store_name = target_name ();
+  return remap_device_view (&opt, target.store, lr);
 }
 
 /* ---- Opening the device to change it. ---- */
@@ -1098,7 +1040,7 @@ report (bool json)
   check_disk_size (&lr.header.geo);
   dev = make_view (&lr);
   if (dev == NULL) {
-    error_msg ("out of memory");
+    error_msg ("cannot use the table of %s (see above)", target_name ());
     free (lr.entries);
     return EXIT_ERROR;
   }
