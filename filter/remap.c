@@ -17,7 +17,7 @@
 #include "control.h"
 #include "device.h"
 #include "ranges.h"
-#include "sparefile.h"
+#include "filestore.h"
 
 static_assert (REMAP_FLAG_FUA == NBDKIT_FLAG_FUA, "FUA flag value");
 static_assert (REMAP_FLAG_MAY_TRIM == NBDKIT_FLAG_MAY_TRIM, "flag value");
@@ -35,7 +35,7 @@ static char *metrics_path;             /* remap-metrics-file */
 /* Server-wide state, from .after_fork to .cleanup. */
 static nbdkit_next *shared_next;
 static struct remap_io shared_origin;  /* the plugin, outside connections */
-static struct remap_sparefile sparefile = { .fd = -1 };
+static struct remap_file sparefile = { .fd = -1 };
 static struct remap_device *device;
 
 /* Per connection: the plugin as a struct remap_io. */
@@ -579,12 +579,12 @@ remap_after_fork (nbdkit_backend *backend)
     store_size = disk_size;
   }
   else {
-    if (remap_sparefile_open (&sparefile, spare_path, options.readonly) == -1)
+    if (remap_file_open (&sparefile, "remap-spare", spare_path,
+                         options.readonly ? 0
+                         : REMAP_FILE_WRITE | REMAP_FILE_CREATE |
+                           REMAP_FILE_TRUNCATE) == -1)
       goto error;
-    if (remap_sparefile_size (&sparefile, &store_size) == -1) {
-      nbdkit_error ("remap-spare: %s: %m", spare_path);
-      goto error;
-    }
+    store_size = sparefile.size;
     store = &sparefile.io;
   }
 
@@ -601,7 +601,7 @@ remap_after_fork (nbdkit_backend *backend)
   remap_control_stop ();
   remap_device_free (device);
   device = NULL;
-  remap_sparefile_close (&sparefile, spare_path, true);
+  remap_file_close (&sparefile, spare_path, true);
   close_shared_next ();
   return -1;
 }
@@ -616,7 +616,7 @@ remap_cleanup (nbdkit_backend *backend)
   if (device)
     remap_device_stop (device);
   remap_control_stop ();
-  remap_sparefile_close (&sparefile, spare_path, false);
+  remap_file_close (&sparefile, spare_path, false);
   close_shared_next ();
 }
 

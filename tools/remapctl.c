@@ -33,6 +33,7 @@
 #include <nbdkit-filter.h>
 
 #include "device.h"
+#include "filestore.h"
 #include "format.h"
 #include "io.h"
 #include "lock.h"
@@ -134,123 +135,12 @@ enum access { ACCESS_READ, ACCESS_WRITE, ACCESS_CREATE };
 struct endpoint {
   const char *name;             /* path or URI, for messages */
   bool open;
-  int fd;                       /* file or device, else -1 */
-  bool created;                 /* we created the file */
-  bool regular;                 /* a regular file (not a device) */
+  struct remap_file file;       /* file or device; fd -1 otherwise */
   struct nbd_handle *nbd;       /* NBD export, else NULL */
   bool nbd_extents;             /* base:allocation negotiated */
   uint64_t size;
   struct remap_io io;
 };
-
-static int
-file_pread (void *opaque, void *buf, uint32_t count, uint64_t offset,
-            uint32_t flags, int *err)
-{
-  struct endpoint *ep = opaque;
-  unsigned char *p = buf;
-
-  (void) flags;
-  while (count > 0) {
-    ssize_t r = pread (ep->fd, p, count, offset);
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      *err = errno;
-      return -1;
-    }
-    if (r == 0) {               /* past the end of the file: zeros */
-      memset (p, 0, count);
-      break;
-    }
-    p += r;
-    count -= r;
-    offset += r;
-  }
-  return 0;
-}
-
-static int
-file_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
-             uint32_t flags, int *err)
-{
-  struct endpoint *ep = opaque;
-  const unsigned char *p = buf;
-
-  (void) flags;
-  while (count > 0) {
-    ssize_t r = pwrite (ep->fd, p, count, offset);
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      *err = errno;
-      return -1;
-    }
-    p += r;
-    count -= r;
-    offset += r;
-  }
-  return 0;
-}
-
-static int
-file_flush (void *opaque, int *err)
-{
-  struct endpoint *ep = opaque;
-
-  if (fdatasync (ep->fd) == -1) {
-    *err = errno;
-    return -1;
-  }
-  return 0;
-}
-
-/* Only for a spare file: format empties it (see remap_device_open). */
-static int
-file_truncate (void *opaque, uint64_t size, int *err)
-{
-  struct endpoint *ep = opaque;
-
-  if (ftruncate (ep->fd, size) == -1) {
-    *err = errno;
-    return -1;
-  }
-  ep->size = size;
-  return 0;
-}
-
-/* Holes of a sparse file are zeros that need not be read. */
-static int
-file_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
-             bool *zero, int *err)
-{
-  struct endpoint *ep = opaque;
-  off_t data, hole;
-
-  *zero = false;
-  *run = count;
-  data = lseek (ep->fd, offset, SEEK_DATA);
-  if (data == -1) {
-    if (errno == ENXIO)         /* nothing but a hole to the end */
-      *zero = true;
-    else if (errno != EINVAL && errno != EOPNOTSUPP) {
-      *err = errno;
-      return -1;
-    }
-    return 0;
-  }
-  if ((uint64_t) data > offset) {
-    *zero = true;
-    if ((uint64_t) data - offset < count)
-      *run = (uint64_t) data - offset;
-    return 0;
-  }
-  hole = lseek (ep->fd, offset, SEEK_HOLE);
-  if (hole != -1 && (uint64_t) hole > offset &&
-      (uint64_t) hole - offset < count)
-    *run = (uint64_t) hole - offset;
-  return 0;
-}
 
 static int
 nbd_errno (void)
@@ -375,61 +265,29 @@ nbdio_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
   return 0;
 }
 
-/* Opens a file or block device.  For writing it is locked with flock,
- * as the filter locks its spare file, so two writers never meet.
- * Returns 0, or an exit status.
+/* Opens a file or block device, locked (flock) as the filter locks
+ * its spare file, so two writers never meet.  Returns 0, or an exit
+ * status.
  */
 static int
-open_file (struct endpoint *ep, const char *path, enum access acc)
+open_file (struct endpoint *ep, const char *path, enum access acc,
+           bool spare)
 {
-  struct stat st;
-  off_t end;
+  unsigned flags = 0;
 
   memset (ep, 0, sizeof *ep);
   ep->name = path;
-  ep->fd = open (path, (acc == ACCESS_READ ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (ep->fd == -1 && errno == ENOENT && acc == ACCESS_CREATE) {
-    ep->fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    ep->created = ep->fd >= 0;
-  }
-  if (ep->fd == -1) {
-    error_msg ("cannot open %s: %m", path);
+  if (acc != ACCESS_READ)
+    flags |= REMAP_FILE_WRITE;
+  if (acc == ACCESS_CREATE)
+    flags |= REMAP_FILE_CREATE;
+  if (spare)                    /* format may empty a spare file */
+    flags |= REMAP_FILE_TRUNCATE;
+  if (remap_file_open (&ep->file, "remapctl", path, flags) == -1)
     return EXIT_ERROR;
-  }
   ep->open = true;
-  if (fstat (ep->fd, &st) == -1) {
-    error_msg ("%s: %m", path);
-    return EXIT_ERROR;
-  }
-  if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode)) {
-    error_msg ("%s is not a regular file or a block device", path);
-    return EXIT_ERROR;
-  }
-  if (acc != ACCESS_READ &&
-      flock (ep->fd, LOCK_EX | LOCK_NB) == -1) {
-    if (errno == EWOULDBLOCK) {
-      char what[4200];
-      snprintf (what, sizeof what, "on %s", path);
-      in_use_msg (path, what);
-    }
-    else
-      error_msg ("cannot lock %s: %m", path);
-    return EXIT_ERROR;
-  }
-  ep->regular = S_ISREG (st.st_mode);
-  end = lseek (ep->fd, 0, SEEK_END);
-  if (end == -1) {
-    error_msg ("cannot find the size of %s: %m", path);
-    return EXIT_ERROR;
-  }
-  ep->size = end;
-  ep->io = (struct remap_io) {
-    .opaque = ep,
-    .pread = file_pread,
-    .pwrite = file_pwrite,
-    .flush = file_flush,
-    .extent = file_extent,
-  };
+  ep->size = ep->file.size;
+  ep->io = ep->file.io;
   return EXIT_OK;
 }
 
@@ -440,7 +298,7 @@ open_nbd (struct endpoint *ep, const char *uri, enum access acc)
 
   memset (ep, 0, sizeof *ep);
   ep->name = uri;
-  ep->fd = -1;
+  ep->file.fd = -1;
   ep->nbd = nbd_create ();
   if (ep->nbd == NULL) {
     error_msg ("%s", nbd_get_error ());
@@ -488,12 +346,7 @@ close_endpoint (struct endpoint *ep, bool remove_if_created)
     nbd_close (ep->nbd);
     ep->nbd = NULL;
   }
-  if (ep->fd >= 0) {
-    if (remove_if_created && ep->created)
-      unlink (ep->name);
-    close (ep->fd);
-    ep->fd = -1;
-  }
+  remap_file_close (&ep->file, ep->name, remove_if_created);
   ep->open = false;
 }
 
@@ -527,7 +380,7 @@ open_disk (enum access acc)
 {
   if (nbd_uri)
     return open_nbd (&target.disk, nbd_uri, acc);
-  return open_file (&target.disk, disk_path, acc);
+  return open_file (&target.disk, disk_path, acc, false);
 }
 
 static int
@@ -555,11 +408,9 @@ open_target (enum need need)
   }
   r = open_file (&target.spare, spare_path,
                  need == NEED_READ ? ACCESS_READ :
-                 need == NEED_FORMAT ? ACCESS_CREATE : ACCESS_WRITE);
+                 need == NEED_FORMAT ? ACCESS_CREATE : ACCESS_WRITE, true);
   if (r != EXIT_OK)
     return r;
-  if (target.spare.regular)
-    target.spare.io.truncate = file_truncate;
   target.store = &target.spare.io;
   target.store_size = target.spare.size;
   target.store_name = target.spare.name;

@@ -1,4 +1,4 @@
-/* nbdkit-remap: the external spare file (see sparefile.h).
+/* nbdkit-remap: files and block devices as stores (see filestore.h).
  *
  * Plain pread/pwrite/fdatasync on one descriptor shared by all
  * connections; holes (SEEK_DATA/SEEK_HOLE) tell the start-up check
@@ -16,13 +16,13 @@
 
 #include <nbdkit-filter.h>
 
-#include "sparefile.h"
+#include "filestore.h"
 
 static int
 file_pread (void *opaque, void *buf, uint32_t count, uint64_t offset,
             uint32_t flags, int *err)
 {
-  struct remap_sparefile *f = opaque;
+  struct remap_file *f = opaque;
   char *p = buf;
 
   (void) flags;
@@ -49,7 +49,7 @@ static int
 file_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
              uint32_t flags, int *err)
 {
-  struct remap_sparefile *f = opaque;
+  struct remap_file *f = opaque;
   const char *p = buf;
 
   (void) flags;
@@ -71,7 +71,7 @@ file_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
 static int
 file_flush (void *opaque, int *err)
 {
-  struct remap_sparefile *f = opaque;
+  struct remap_file *f = opaque;
 
   if (fdatasync (f->fd) == -1) {
     *err = errno;
@@ -86,7 +86,7 @@ file_flush (void *opaque, int *err)
 static int
 file_truncate (void *opaque, uint64_t size, int *err)
 {
-  struct remap_sparefile *f = opaque;
+  struct remap_file *f = opaque;
 
   if (ftruncate (f->fd, size) == -1) {
     *err = errno;
@@ -99,7 +99,7 @@ static int
 file_trim (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
            int *err)
 {
-  struct remap_sparefile *f = opaque;
+  struct remap_file *f = opaque;
 
   (void) flags;
   if (fallocate (f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -115,7 +115,7 @@ static int
 file_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
              bool *zero, int *err)
 {
-  struct remap_sparefile *f = opaque;
+  struct remap_file *f = opaque;
   off_t data = lseek (f->fd, offset, SEEK_DATA);
 
   if (data == -1) {
@@ -147,58 +147,65 @@ file_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
 }
 
 int
-remap_sparefile_open (struct remap_sparefile *f, const char *path,
-                      bool readonly)
+remap_file_open (struct remap_file *f, const char *what, const char *path,
+                 unsigned flags)
 {
+  const bool write = flags & REMAP_FILE_WRITE;
   struct stat st;
+  off_t end;
 
   memset (f, 0, sizeof *f);
-  f->fd = open (path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (f->fd == -1 && errno == ENOENT && !readonly) {
+  f->fd = open (path, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (f->fd == -1 && errno == ENOENT && write && (flags & REMAP_FILE_CREATE)) {
     f->fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     f->created = f->fd >= 0;
   }
   if (f->fd == -1) {
-    nbdkit_error ("remap-spare: cannot open %s: %m", path);
+    nbdkit_error ("%s: cannot open %s: %m", what, path);
     return -1;
   }
-  if (fstat (f->fd, &st) == -1 || !S_ISREG (st.st_mode)) {
-    nbdkit_error ("remap-spare: %s is not a regular file", path);
-    close (f->fd);
-    return -1;
+  if (fstat (f->fd, &st) == -1 ||
+      (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode))) {
+    nbdkit_error ("%s: %s is not a regular file or block device", what, path);
+    goto error;
   }
-  if (flock (f->fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) == -1) {
-    nbdkit_error ("remap-spare: %s is in use by another nbdkit or remapctl "
-                  "(it is locked); stop that one first", path);
-    close (f->fd);
-    return -1;
+  if (flock (f->fd, (write ? LOCK_EX : LOCK_SH) | LOCK_NB) == -1) {
+    if (errno == EWOULDBLOCK)
+      nbdkit_error ("%s: %s is in use by another nbdkit or remapctl (it is "
+                    "locked); stop that one first", what, path);
+    else
+      nbdkit_error ("%s: cannot lock %s: %m", what, path);
+    goto error;
   }
+  end = lseek (f->fd, 0, SEEK_END);
+  if (end == -1) {
+    nbdkit_error ("%s: %s: %m", what, path);
+    goto error;
+  }
+  f->size = end;
   f->io = (struct remap_io) {
     .opaque = f,
     .pread = file_pread,
     .pwrite = file_pwrite,
-    .trim = file_trim,
-    .truncate = file_truncate,
+    .trim = S_ISREG (st.st_mode) ? file_trim : NULL,
     .flush = file_flush,
-    .extent = file_extent,
+    .extent = S_ISREG (st.st_mode) ? file_extent : NULL,
+    .truncate = (flags & REMAP_FILE_TRUNCATE) && S_ISREG (st.st_mode)
+      ? file_truncate : NULL,
   };
   return 0;
-}
 
-int
-remap_sparefile_size (struct remap_sparefile *f, uint64_t *size)
-{
-  struct stat st;
-
-  if (fstat (f->fd, &st) == -1)
-    return -1;
-  *size = st.st_size;
-  return 0;
+ error:
+  close (f->fd);
+  if (f->created)
+    unlink (path);
+  f->fd = -1;
+  return -1;
 }
 
 void
-remap_sparefile_close (struct remap_sparefile *f, const char *path,
-                       bool remove_if_created)
+remap_file_close (struct remap_file *f, const char *path,
+                  bool remove_if_created)
 {
   if (f->fd >= 0) {
     if (remove_if_created && f->created)
