@@ -169,7 +169,10 @@ remap_file_open (struct remap_file *f, const char *what, const char *path,
     nbdkit_error ("%s: %s is not a regular file or block device", what, path);
     goto error;
   }
-  if (flock (f->fd, (write ? LOCK_EX : LOCK_SH) | LOCK_NB) == -1) {
+  /* Only writers lock: reading (remapctl show while a server runs)
+   * is always allowed.
+   */
+  if (write && flock (f->fd, LOCK_EX | LOCK_NB) == -1) {
     if (errno == EWOULDBLOCK)
       nbdkit_error ("%s: %s is in use by another nbdkit or remapctl (it is "
                     "locked); stop that one first", what, path);

@@ -23,8 +23,8 @@ enum {
   REMAP_FILE_TRUNCATE = 4,      /* format may empty it (spare files) */
 };
 
-/* Opens and locks (flock) a regular file or block device, so that no
- * second server or tool writes the same metadata.  Reports errors with
+/* Opens a regular file or block device and, for writing, locks it
+ * (flock), so that no second server or tool writes the same metadata.  Reports errors with
  * nbdkit_error, prefixed by what (a parameter name, or a tool's).
  */
 extern int remap_file_open (struct remap_file *f, const char *what,

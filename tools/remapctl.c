@@ -283,7 +283,8 @@ open_file (struct endpoint *ep, const char *path, enum access acc,
     flags |= REMAP_FILE_CREATE;
   if (spare)                    /* format may empty a spare file */
     flags |= REMAP_FILE_TRUNCATE;
-  if (remap_file_open (&ep->file, "remapctl", path, flags) == -1)
+  if (remap_file_open (&ep->file, spare ? "--spare" : "--disk", path,
+                       flags) == -1)
     return EXIT_ERROR;
   ep->open = true;
   ep->size = ep->file.size;
