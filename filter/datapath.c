@@ -302,6 +302,8 @@ remap_device_trim (struct remap_device *dev, const struct remap_io *origin,
   struct request rq = { .dev = dev, .origin = origin, .offset = offset,
                         .flags = flags };
 
+  if (origin->trim == NULL)
+    return 0;
   if (!may_touch (dev, count, offset))
     return origin->trim (origin->opaque, count, offset, flags, err);
   return finish_write (&rq, remap_device_walk (dev, count, offset, trim_span,
@@ -315,6 +317,8 @@ remap_device_cache (struct remap_device *dev, const struct remap_io *origin,
   struct request rq = { .dev = dev, .origin = origin, .offset = offset,
                         .flags = flags };
 
+  if (origin->cache == NULL)
+    return 0;
   if (!may_touch (dev, count, offset))
     return origin->cache (origin->opaque, count, offset, flags, err);
   return remap_device_walk (dev, count, offset, cache_span, &rq, err);

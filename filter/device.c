@@ -368,6 +368,11 @@ check_format_allowed (struct remap_device *dev,
   char path[256];
   int err, fd;
 
+  if (opt->readonly) {
+    nbdkit_error ("remap-format: the server is read-only, so nothing can "
+                  "be formatted");
+    return -1;
+  }
   if (remap_metadata_load (store, store_size, opt->internal,
                            opt->sector_size, spares, &lr, &err) == 0) {
     free (lr.entries);

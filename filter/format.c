@@ -20,7 +20,9 @@
  *   160 u64 counters[32]
  *   4092 u32 CRC-32C over bytes 0..4091 followed by the entries
  *
- * Entry (16 bytes): u64 sector, u32 spare, u32 state.  Entries for
+ * Entry (16 bytes): u64 sector, u32 spare, u32 state.  A pending
+ * entry's spare is all ones, or all ones but the lowest bit when the
+ * sector's data was lost with a failed spare.  Entries for
  * sectors (REMAPPED 1, PENDING 2) come first in ascending sector
  * order; then the retired spares (RETIRED 4, sector all ones) in
  * ascending spare order.
@@ -342,7 +344,7 @@ remap_entries_decode (const struct remap_header *h,
                     e->sector <= prev->sector)))
         return REMAP_DECODE_BAD_ENTRIES;
       if (e->state == REMAP_STATE_REMAPPED ? e->spare >= g->spare_count
-          : e->spare != REMAP_NO_SPARE)
+          : e->spare != REMAP_NO_SPARE && e->spare != REMAP_LOST_DATA)
         return REMAP_DECODE_BAD_ENTRIES;
       break;
     case REMAP_STATE_RETIRED:

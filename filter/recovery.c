@@ -477,9 +477,15 @@ remap_spare_read (struct remap_device *dev, const struct remap_entry *e,
   pthread_mutex_lock (&dev->remap_lock);
   if (remap_table_lookup (dev->table, e->sector, &now) &&
       now.state == REMAP_STATE_REMAPPED && now.spare == e->spare) {
+    /* The entry stays (no table growth, so no cap), marked so that
+     * the stale original is never served in its place.
+     */
+    struct remap_entry lost = { .sector = e->sector,
+                                .spare = REMAP_LOST_DATA,
+                                .state = REMAP_STATE_PENDING };
     retire_locked (dev, e->spare, e->sector);
-    remap_table_remove (dev->table, e->sector);
-    add_pending_locked (dev, e->sector);
+    remap_table_insert (dev->table, &lost);
+    __atomic_fetch_add (&dev->pending_now, 1, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock (&dev->remap_lock);
   nbdkit_error ("remap: spare %" PRIu32 " of sector %" PRIu64 " cannot be "
@@ -580,11 +586,23 @@ remap_spare_write (struct remap_device *dev, const struct remap_io *origin,
   return relocate (dev, origin, e, buf, len, offset, flags, err);
 }
 
+/* True if the sector's data went with a failed spare. */
+static bool
+data_lost (struct remap_device *dev, uint64_t sector)
+{
+  struct remap_entry e;
+
+  return remap_table_lookup (dev->table, sector, &e) &&
+    e.state == REMAP_STATE_PENDING && e.spare == REMAP_LOST_DATA;
+}
+
 int
 remap_pending_read (struct remap_device *dev, const struct remap_io *origin,
                     void *buf, uint32_t len, uint64_t offset, int *err)
 {
-  if (read_with_retries (dev, origin, buf, len, offset, err) == 0)
+  if (data_lost (dev, offset / dev->geo.sector_size))
+    *err = EIO;
+  else if (read_with_retries (dev, origin, buf, len, offset, err) == 0)
     return 0;
   if (*err == EIO) {
     remap_bump (dev, REMAP_COUNTER_READ_ERRORS, 1);
@@ -623,7 +641,8 @@ remap_pending_write (struct remap_device *dev, const struct remap_io *origin,
       *err = ENOMEM;
       return -1;
     }
-    if (read_with_retries (dev, origin, whole, slen, sstart, err) == 0) {
+    if (!data_lost (dev, sector) &&
+        read_with_retries (dev, origin, whole, slen, sstart, err) == 0) {
       memcpy (whole + (offset - sstart), data, len);
       return remap_pending_write (dev, origin, sector, whole, slen, sstart,
                                   flags, err);

@@ -185,6 +185,8 @@ remap_report_list (struct remap_device *dev, uint64_t from, uint64_t count,
                         state_name (entries[i].state));
       if (entries[i].state == REMAP_STATE_REMAPPED)
         remap_buf_printf (b, ",\"spare\":%" PRIu32, entries[i].spare);
+      else if (entries[i].spare == REMAP_LOST_DATA)
+        remap_buf_printf (b, ",\"data_lost\":true");
       remap_buf_printf (b, "}");
     }
     else

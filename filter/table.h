@@ -26,6 +26,11 @@ enum remap_state {
 };
 
 #define REMAP_NO_SPARE UINT32_MAX
+/* The spare field of a pending sector whose data went with a spare
+ * that failed: the original sector holds older data, so reads must
+ * fail until a whole-sector write replaces it.
+ */
+#define REMAP_LOST_DATA (UINT32_MAX - 1)
 /* The sector field of a RETIRED entry. */
 #define REMAP_NO_SECTOR UINT64_MAX
 

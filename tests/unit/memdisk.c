@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "memdisk.h"
 
@@ -43,6 +44,38 @@ md_pread (void *opaque, void *buf, uint32_t count, uint64_t offset,
   return r;
 }
 
+static void
+write_delay (struct memdisk *d)
+{
+  uint32_t us = __atomic_load_n (&d->write_delay_us, __ATOMIC_RELAXED);
+
+  if (us) {
+    struct timespec ts = { .tv_sec = us / 1000000,
+                           .tv_nsec = us % 1000000 * 1000 };
+    nanosleep (&ts, NULL);
+  }
+}
+
+/* Whether a write of [offset, offset+count) may go ahead; sets *err if
+ * not.  Caller holds the lock.
+ */
+static bool
+write_allowed (struct memdisk *d, uint32_t count, uint64_t offset, int *err)
+{
+  if (offset + count > d->size) {
+    *err = EINVAL;
+    return false;
+  }
+  if (d->fail_all_writes || d->writes_left == 0 ||
+      touches (d->bad_write, d->nr_bad_write, d->bad_unit, offset, count)) {
+    *err = EIO;
+    return false;
+  }
+  if (d->writes_left > 0)
+    d->writes_left--;
+  return true;
+}
+
 static int
 md_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
            uint32_t flags, int *err)
@@ -51,20 +84,56 @@ md_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
   int r = 0;
 
   (void) flags;
+  write_delay (d);
   pthread_mutex_lock (&d->lock);
   d->pwrites++;
+  if (write_allowed (d, count, offset, err))
+    memcpy (d->data + offset, buf, count);
+  else
+    r = -1;
+  pthread_mutex_unlock (&d->lock);
+  return r;
+}
+
+static int
+md_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
+         int *err)
+{
+  struct memdisk *d = opaque;
+  int r = 0;
+
+  (void) flags;
+  write_delay (d);
+  pthread_mutex_lock (&d->lock);
+  d->zeroes++;
+  d->last_zero_offset = offset;
+  d->last_zero_count = count;
+  if (write_allowed (d, count, offset, err))
+    memset (d->data + offset, 0, count);
+  else
+    r = -1;
+  pthread_mutex_unlock (&d->lock);
+  return r;
+}
+
+static int
+md_trim (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
+         int *err)
+{
+  struct memdisk *d = opaque;
+  int r = 0;
+
+  (void) flags;
+  pthread_mutex_lock (&d->lock);
+  d->trims++;
+  d->last_trim_offset = offset;
+  d->last_trim_count = count;
   if (offset + count > d->size) {
     *err = EINVAL;
     r = -1;
   }
-  else if (d->fail_all_writes ||
-           touches (d->bad_write, d->nr_bad_write, d->bad_unit,
-                    offset, count)) {
-    *err = EIO;
-    r = -1;
-  }
   else
-    memcpy (d->data + offset, buf, count);
+    memset (d->data + offset, 0, count);
   pthread_mutex_unlock (&d->lock);
   return r;
 }
@@ -95,11 +164,14 @@ memdisk_new (uint64_t size, uint32_t bad_unit)
   }
   d->size = size;
   d->bad_unit = bad_unit;
+  d->writes_left = -1;
   pthread_mutex_init (&d->lock, NULL);
   d->io = (struct remap_io) {
     .opaque = d,
     .pread = md_pread,
     .pwrite = md_pwrite,
+    .zero = md_zero,
+    .trim = md_trim,
     .flush = md_flush,
   };
   return d;
@@ -134,10 +206,19 @@ memdisk_fail_read (struct memdisk *d, uint64_t unit)
 }
 
 void
+memdisk_fail_after_writes (struct memdisk *d, int64_t n)
+{
+  pthread_mutex_lock (&d->lock);
+  d->writes_left = n;
+  pthread_mutex_unlock (&d->lock);
+}
+
+void
 memdisk_heal (struct memdisk *d)
 {
   pthread_mutex_lock (&d->lock);
   d->nr_bad_write = d->nr_bad_read = 0;
   d->fail_all_writes = false;
+  d->writes_left = -1;
   pthread_mutex_unlock (&d->lock);
 }

@@ -1,5 +1,7 @@
 /* nbdkit-remap unit tests: a disk in memory, as a struct remap_io,
- * whose sectors can be made to fail reads or writes.
+ * whose sectors can be made to fail reads or writes.  It supports
+ * zero (which fails like a write) and trim (which zeroes the range and
+ * is recorded), so tests can see where each went.
  */
 #ifndef REMAP_TEST_MEMDISK_H
 #define REMAP_TEST_MEMDISK_H
@@ -21,13 +23,21 @@ struct memdisk {
   uint64_t bad_write[MEMDISK_MAX_BAD], bad_read[MEMDISK_MAX_BAD];
   unsigned nr_bad_write, nr_bad_read;
   bool fail_all_writes;         /* every write fails with EIO */
-  unsigned pwrites, preads, flushes;  /* calls seen */
+  int64_t writes_left;          /* if >= 0: writes that may still work */
+  uint32_t write_delay_us;      /* each write/zero sleeps this long first */
+  unsigned pwrites, preads, flushes, zeroes, trims;  /* calls seen */
+  uint64_t last_zero_offset, last_trim_offset;
+  uint32_t last_zero_count, last_trim_count;
 };
 
 extern struct memdisk *memdisk_new (uint64_t size, uint32_t bad_unit);
 extern void memdisk_free (struct memdisk *d);
 extern void memdisk_fail_write (struct memdisk *d, uint64_t unit);
 extern void memdisk_fail_read (struct memdisk *d, uint64_t unit);
+/* After n more successful writes (or zeroes), every write fails with
+ * EIO until memdisk_heal.
+ */
+extern void memdisk_fail_after_writes (struct memdisk *d, int64_t n);
 extern void memdisk_heal (struct memdisk *d);
 
 #endif
