@@ -48,11 +48,21 @@ remap_table_new (uint64_t nr_sectors)
   bits = (nr_sectors >> t->summary_shift) + 1;
   t->summary_words = (bits + 63) / 64;
   t->summary = calloc (t->summary_words, sizeof (uint64_t));
-  if (t->summary == NULL || pthread_rwlock_init (&t->lock, NULL) != 0) {
+  /* Readers hold the lock only for a binary search and never nest, so
+   * a waiting writer may go first: a steady stream of lookups must not
+   * hold off a remap forever.
+   */
+  pthread_rwlockattr_t attr;
+  pthread_rwlockattr_init (&attr);
+  pthread_rwlockattr_setkind_np (&attr,
+                                 PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  if (t->summary == NULL || pthread_rwlock_init (&t->lock, &attr) != 0) {
+    pthread_rwlockattr_destroy (&attr);
     free (t->summary);
     free (t);
     return NULL;
   }
+  pthread_rwlockattr_destroy (&attr);
   return t;
 }
 
