@@ -157,11 +157,10 @@ device_sync_write (void *vp)
       .state = REMAP_STATE_RETIRED,
     };
 
-  __atomic_fetch_add (&dev->counters[REMAP_COUNTER_SYNCS], 1,
-                      __ATOMIC_RELAXED);
+  remap_counter_add (dev, REMAP_COUNTER_SYNCS, 1);
   for (int i = 0; i < REMAP_NR_COUNTERS; i++)
-    dev->md.counters[i] = __atomic_load_n (&dev->counters[i],
-                                           __ATOMIC_RELAXED);
+    dev->md.counters[i] = i < REMAP_NR_COUNTERS_USED
+      ? remap_device_counter (dev, i) : 0;
   clock_gettime (CLOCK_MONOTONIC, &t0);
   if (remap_metadata_write (&dev->md, entries, n + nr_retired,
                             &degraded, &err) == -1) {
@@ -438,6 +437,11 @@ device_new (const struct remap_options *opt, const struct remap_io *store)
   dev->lock_fd = -1;
   dev->store = store;
   dev->md.store = store;
+  if (remap_counters_init (dev) == -1) {
+    nbdkit_error ("remap: out of memory");
+    remap_device_free (dev);
+    return NULL;
+  }
   return dev;
 }
 
@@ -624,6 +628,7 @@ remap_device_free (struct remap_device *dev)
   pthread_rwlock_destroy (&dev->unmap_lock);
   pthread_mutex_destroy (&dev->health_lock);
   remap_lock_release (dev->lock_fd);
+  free (dev->slots);
   free (dev);
 }
 
@@ -637,11 +642,6 @@ remap_device_sync (struct remap_device *dev, int *err)
   return 0;
 }
 
-uint64_t
-remap_device_counter (struct remap_device *dev, enum remap_counter c)
-{
-  return __atomic_load_n (&dev->counters[c], __ATOMIC_RELAXED);
-}
 
 uint64_t
 remap_device_pending (struct remap_device *dev)

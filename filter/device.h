@@ -40,6 +40,11 @@ enum remap_counter {
 };
 extern const char *remap_counter_name (enum remap_counter c);
 
+#define REMAP_COUNTER_SLOTS 64
+struct remap_counter_slot {
+  uint64_t v[REMAP_NR_COUNTERS_USED];
+} __attribute__ ((aligned (64)));
+
 #define REMAP_MAX_WARN 8
 
 struct remap_options {
@@ -98,7 +103,14 @@ struct remap_device {
    */
   pthread_rwlock_t unmap_lock;
 
-  uint64_t counters[REMAP_NR_COUNTERS];  /* updated atomically */
+  /* Counters: what was loaded plus what no slot took, updated
+   * atomically; and one slot per thread (counters.c), so that
+   * connections on different CPUs never write the same cache line.
+   */
+  uint64_t counters[REMAP_NR_COUNTERS];
+  uint64_t id;                  /* tells threads' cached slots apart */
+  struct remap_counter_slot *slots;
+  unsigned nr_slots;            /* taken so far (atomic) */
   uint64_t pending_now;                  /* atomic */
 
   /* Health (health.c), under health_lock. */
@@ -173,6 +185,10 @@ extern int remap_device_sync (struct remap_device *dev, int *err);
 
 extern uint64_t remap_device_counter (struct remap_device *dev,
                                       enum remap_counter c);
+/* Adds to a counter from any thread (counters.c). */
+extern void remap_counter_add (struct remap_device *dev,
+                               enum remap_counter c, uint64_t n);
+extern int remap_counters_init (struct remap_device *dev);
 /* Sectors pending now. */
 extern uint64_t remap_device_pending (struct remap_device *dev);
 /* Logs every counter with nbdkit_debug (at shutdown). */

@@ -14,7 +14,7 @@ extern unsigned char remap_zero_sector[REMAP_MAX_SECTOR_SIZE];
 static inline void
 remap_bump (struct remap_device *dev, enum remap_counter c, uint64_t n)
 {
-  __atomic_fetch_add (&dev->counters[c], n, __ATOMIC_RELAXED);
+  remap_counter_add (dev, c, n);
 }
 
 static inline uint64_t
