@@ -232,7 +232,8 @@ remap_table_load (struct remap_table *t,
   }
   else {
     memset (t->summary, 0, t->summary_words * sizeof (uint64_t));
-    memcpy (t->entries, entries, n * sizeof *entries);
+    if (n > 0)                  /* an empty table has no array yet */
+      memcpy (t->entries, entries, n * sizeof *entries);
     t->len = n;
     for (size_t i = 0; i < n; i++)
       summary_set (t, entries[i].sector);

@@ -37,6 +37,12 @@ case ":$PATH:" in
   /usr/bin:*) ;;
   *) PATH=/usr/bin:$PATH; export PATH ;;
 esac
+# tests/wrap/nbdkit runs nbdkit under valgrind or with a sanitizer
+# runtime when the test run asks for it; it holds nothing but nbdkit.
+if [ -n "$REMAP_WRAP_DIR" ] && [ -x "$REMAP_WRAP_DIR/nbdkit" ]; then
+  PATH=$REMAP_WRAP_DIR:$PATH
+  export PATH
+fi
 
 _test_dir=$(cd "$(dirname "$0")" && pwd)
 _top_dir=$(cd "$_test_dir/.." && pwd)
