@@ -6,6 +6,12 @@
  * that requests which miss every entry never touch the lock at all.
  * Bits are set before an entry becomes visible and cleared only when
  * a chunk has no entry left.
+ *
+ * A binary search of a million 16-byte entries misses the cache on
+ * most of its last steps, so the search runs first over a "fence"
+ * array holding the first sector of every block of FENCE_BLOCK
+ * entries (8 bytes per 16 entries, small enough to stay in cache),
+ * then inside one block.
  */
 #include <config.h>
 
@@ -21,11 +27,13 @@
  * 2^27 sectors, coarser beyond.
  */
 #define SUMMARY_MAX_BITS (UINT64_C (1) << 27)
+#define FENCE_BLOCK 16
 
 struct remap_table {
   pthread_rwlock_t lock;
   struct remap_entry *entries;  /* sorted by sector */
   size_t len, cap;
+  uint64_t *fence;              /* fence[b] = entries[b*FENCE_BLOCK].sector */
   size_t nr_entries_hint;       /* atomic copy of len for the fast path */
   uint64_t nr_sectors;
   unsigned summary_shift;       /* sectors per bit = 1 << shift */
@@ -72,6 +80,7 @@ remap_table_free (struct remap_table *t)
   if (t) {
     pthread_rwlock_destroy (&t->lock);
     free (t->entries);
+    free (t->fence);
     free (t->summary);
     free (t);
   }
@@ -103,8 +112,22 @@ remap_table_may_touch (const struct remap_table *t,
 static size_t
 lower_bound (const struct remap_table *t, uint64_t s)
 {
-  size_t lo = 0, hi = t->len;
+  size_t blocks = (t->len + FENCE_BLOCK - 1) / FENCE_BLOCK;
+  size_t lo = 0, hi = blocks;
 
+  /* The last block whose first sector is <= s... */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (t->fence[mid] <= s)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == 0)
+    return 0;
+  /* ... holds the answer, or the answer is the next block's first. */
+  lo = (lo - 1) * FENCE_BLOCK;
+  hi = lo + FENCE_BLOCK < t->len ? lo + FENCE_BLOCK : t->len;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     if (t->entries[mid].sector < s)
@@ -167,6 +190,7 @@ static int
 reserve (struct remap_table *t, size_t want)
 {
   struct remap_entry *p;
+  uint64_t *f;
   size_t cap;
 
   if (want <= t->cap)
@@ -178,8 +202,20 @@ reserve (struct remap_table *t, size_t want)
   if (p == NULL)
     return -1;
   t->entries = p;
+  f = realloc (t->fence, (cap / FENCE_BLOCK + 1) * sizeof *f);
+  if (f == NULL)
+    return -1;
+  t->fence = f;
   t->cap = cap;
   return 0;
+}
+
+/* Entries from index i on moved: refresh the fences that cover them. */
+static void
+refresh_fences (struct remap_table *t, size_t i)
+{
+  for (size_t b = i / FENCE_BLOCK; b * FENCE_BLOCK < t->len; b++)
+    t->fence[b] = t->entries[b * FENCE_BLOCK].sector;
 }
 
 int
@@ -206,6 +242,7 @@ remap_table_insert (struct remap_table *t, const struct remap_entry *entry)
              (t->len - i) * sizeof t->entries[0]);
     t->entries[i] = *entry;
     t->len++;
+    refresh_fences (t, i);
     __atomic_store_n (&t->nr_entries_hint, t->len, __ATOMIC_RELEASE);
   }
   pthread_rwlock_unlock (&t->lock);
@@ -235,6 +272,7 @@ remap_table_load (struct remap_table *t,
     if (n > 0)                  /* an empty table has no array yet */
       memcpy (t->entries, entries, n * sizeof *entries);
     t->len = n;
+    refresh_fences (t, 0);
     for (size_t i = 0; i < n; i++)
       summary_set (t, entries[i].sector);
     __atomic_store_n (&t->nr_entries_hint, t->len, __ATOMIC_RELEASE);
@@ -255,6 +293,7 @@ remap_table_remove (struct remap_table *t, uint64_t sector)
     memmove (&t->entries[i], &t->entries[i+1],
              (t->len - i - 1) * sizeof t->entries[0]);
     t->len--;
+    refresh_fences (t, i);
     __atomic_store_n (&t->nr_entries_hint, t->len, __ATOMIC_RELEASE);
     summary_clear_if_empty (t, sector);
     found = true;
@@ -303,6 +342,7 @@ remap_table_memory (struct remap_table *t)
 
   pthread_rwlock_rdlock (&t->lock);
   bytes = sizeof *t + t->cap * sizeof t->entries[0] +
+    (t->cap / FENCE_BLOCK + 1) * sizeof t->fence[0] +
     t->summary_words * sizeof (uint64_t);
   pthread_rwlock_unlock (&t->lock);
   return bytes;
