@@ -310,6 +310,62 @@ format_store (struct remap_device *dev, const struct remap_options *opt,
   return 0;
 }
 
+/* How far from the end of a disk without metadata to look for a table
+ * that a resize left behind.
+ */
+#define STRAY_SCAN_BYTES (64 * 1024 * 1024)
+
+/* A disk that was truncated or grown since it was formatted has its
+ * table away from where we look.  Before formatting anything, look for
+ * a header near the end, so that a resize is reported instead of the
+ * table being silently replaced by an empty one.
+ */
+static int
+find_stray_metadata (const struct remap_options *opt,
+                     const struct remap_io *store, uint64_t disk_size)
+{
+  const uint32_t chunk = 1024 * 1024;
+  CLEANUP_FREE unsigned char *buf = malloc (chunk + REMAP_HEADER_BYTES);
+  uint64_t start = disk_size > STRAY_SCAN_BYTES
+    ? disk_size - STRAY_SCAN_BYTES : 0;
+  int err;
+
+  if (buf == NULL) {
+    nbdkit_error ("remap: out of memory");
+    return -1;
+  }
+  start -= start % REMAP_MIN_SECTOR_SIZE;
+  for (uint64_t off = start; off + REMAP_HEADER_BYTES <= disk_size;
+       off += chunk) {
+    uint64_t len = disk_size - off;
+    if (len > chunk + REMAP_HEADER_BYTES)
+      len = chunk + REMAP_HEADER_BYTES;
+    if (remap_io_pread_all (store, buf, len, off, &err) == -1) {
+      nbdkit_error ("remap: reading %s: %s", opt->store_name,
+                    strerror (err));
+      return -1;
+    }
+    for (uint64_t i = 0; i + REMAP_HEADER_BYTES <= len && i < chunk;
+         i += REMAP_MIN_SECTOR_SIZE) {
+      struct remap_header h;
+      if (memcmp (buf + i, REMAP_MAGIC, REMAP_MAGIC_LEN) == 0 &&
+          remap_header_decode (buf + i, &h) == REMAP_DECODE_OK &&
+          h.geo.internal) {
+        nbdkit_error ("%s holds remap metadata at offset %" PRIu64 " made "
+                      "for a disk of %" PRIu64 " bytes, but the disk is now "
+                      "%" PRIu64 " bytes: was it resized?  Restore its size "
+                      "(or put nbdkit-truncate-filter truncate=%" PRIu64
+                      " below this filter) to use its remaps, or use "
+                      "remap-format=yes to discard them",
+                      opt->store_name, off + i, h.geo.disk_size, disk_size,
+                      h.geo.disk_size);
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
 /* For a store with no metadata: may it be formatted? */
 static int
 check_blank (const struct remap_options *opt, const struct remap_io *store,
@@ -517,6 +573,9 @@ remap_device_open (const struct remap_options *opt,
   }
   switch (lr.found) {
   case REMAP_FOUND_NOTHING:
+    if (opt->internal &&
+        find_stray_metadata (opt, store, disk_size) == -1)
+      goto error;
     if (store_size > 0 &&
         check_blank (opt, store, store_size, disk_size, sector_size,
                      spares) == -1)
