@@ -41,6 +41,18 @@ give_up (struct remap_device *dev, int *err)
   return false;
 }
 
+/* The part of [offset, end) that lies in offset's sector. */
+static uint32_t
+sector_piece (const struct remap_device *dev, uint64_t offset, uint64_t end,
+              uint64_t *sector)
+{
+  uint64_t sector_end;
+
+  *sector = offset / dev->geo.sector_size;
+  sector_end = remap_sector_start (dev, *sector) + dev->geo.sector_size;
+  return (sector_end < end ? sector_end : end) - offset;
+}
+
 /* Reads with up to opt.read_retries extra tries after EIO. */
 static int
 read_with_retries (struct remap_device *dev, const struct remap_io *io,
@@ -340,16 +352,14 @@ int
 remap_recover_read (struct remap_device *dev, const struct remap_io *origin,
                     void *buf, uint32_t len, uint64_t offset, int *err)
 {
-  const uint32_t ss = dev->geo.sector_size;
   const uint64_t end = offset + len;
   uint64_t first_bad = 0;
   unsigned nr_bad = 0;
 
   remap_bump (dev, REMAP_COUNTER_RETRIES, 1);
   while (offset < end) {
-    uint64_t sector = offset / ss;
-    uint64_t pend = remap_sector_start (dev, sector) + ss;
-    uint32_t plen = (pend < end ? pend : end) - offset;
+    uint64_t sector;
+    uint32_t plen = sector_piece (dev, offset, end, &sector);
 
     if (give_up (dev, err))
       return -1;
@@ -390,9 +400,8 @@ remap_verify_run (struct remap_device *dev, const struct remap_io *origin,
     return -1;
   }
   while (offset < end) {
-    uint64_t sector = offset / ss;
-    uint64_t pend = remap_sector_start (dev, sector) + ss;
-    uint32_t plen = (pend < end ? pend : end) - offset;
+    uint64_t sector;
+    uint32_t plen = sector_piece (dev, offset, end, &sector);
     const void *piece = buf ? (const unsigned char *) buf + (offset - start)
       : NULL;
 
@@ -419,15 +428,13 @@ remap_recover_write_run (struct remap_device *dev,
                          uint32_t len, uint64_t offset, uint32_t flags,
                          int *err)
 {
-  const uint32_t ss = dev->geo.sector_size;
   const uint64_t start = offset, end = offset + len;
   const uint32_t origin_flags = flags & ~REMAP_FLAG_FAST_ZERO;
 
   remap_bump (dev, REMAP_COUNTER_RETRIES, 1);
   while (offset < end) {
-    uint64_t sector = offset / ss;
-    uint64_t pend = remap_sector_start (dev, sector) + ss;
-    uint32_t plen = (pend < end ? pend : end) - offset;
+    uint64_t sector;
+    uint32_t plen = sector_piece (dev, offset, end, &sector);
     const void *piece = buf ? (const unsigned char *) buf + (offset - start)
       : NULL;
     int r;
