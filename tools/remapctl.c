@@ -1122,6 +1122,23 @@ cmd_format (int argc, char **argv)
   return r;
 }
 
+/* The start of add, pending and unmap: the sectors from the command
+ * line, the table opened for writing, the sectors checked against it.
+ */
+static int
+begin_range_change (int argc, char **argv, enum need need,
+                    struct remap_ranges *ranges, struct remap_device **devp)
+{
+  int r;
+
+  if ((r = parse_sector_args (argc, argv, ranges)) != EXIT_OK ||
+      (r = begin_change (need, devp)) != EXIT_OK)
+    return r;
+  if ((r = check_ranges (*devp, ranges)) != EXIT_OK)
+    remap_device_free (*devp);
+  return r;
+}
+
 static int
 cmd_add (int argc, char **argv)
 {
@@ -1130,14 +1147,9 @@ cmd_add (int argc, char **argv)
   uint64_t nr_pending = 0, first_pending = 0;
   int r, err;
 
-  if ((r = parse_sector_args (argc, argv, &ranges)) != EXIT_OK)
-    return r;
-  if ((r = begin_change (NEED_WRITE_BOTH, &dev)) != EXIT_OK)
+  if ((r = begin_range_change (argc, argv, NEED_WRITE_BOTH, &ranges,
+                                &dev)) != EXIT_OK)
     goto out;
-  if ((r = check_ranges (dev, &ranges)) != EXIT_OK) {
-    remap_device_free (dev);
-    goto out;
-  }
   for (size_t i = 0; i < ranges.len && r == EXIT_OK; i++) {
     const struct remap_range *rg = &ranges.v[i];
     if (remap_device_add (dev, target.origin, rg->first, rg->last,
@@ -1180,14 +1192,9 @@ cmd_pending (int argc, char **argv)
   struct remap_device *dev;
   int r, err;
 
-  if ((r = parse_sector_args (argc, argv, &ranges)) != EXIT_OK)
-    return r;
-  if ((r = begin_change (NEED_WRITE_STORE, &dev)) != EXIT_OK)
+  if ((r = begin_range_change (argc, argv, NEED_WRITE_STORE, &ranges,
+                                &dev)) != EXIT_OK)
     goto out;
-  if ((r = check_ranges (dev, &ranges)) != EXIT_OK) {
-    remap_device_free (dev);
-    goto out;
-  }
   for (size_t i = 0; i < ranges.len && r == EXIT_OK; i++)
     if (remap_device_mark_pending (dev, ranges.v[i].first, ranges.v[i].last,
                                    &err) == -1) {
@@ -1209,14 +1216,9 @@ cmd_unmap (int argc, char **argv)
   uint64_t done = 0;
   int r, err;
 
-  if ((r = parse_sector_args (argc, argv, &ranges)) != EXIT_OK)
-    return r;
-  if ((r = begin_change (NEED_WRITE_BOTH, &dev)) != EXIT_OK)
+  if ((r = begin_range_change (argc, argv, NEED_WRITE_BOTH, &ranges,
+                                &dev)) != EXIT_OK)
     goto out;
-  if ((r = check_ranges (dev, &ranges)) != EXIT_OK) {
-    remap_device_free (dev);
-    goto out;
-  }
   /* A sector named on its own must be remapped; a range stands for the
    * remapped sectors in it.  Checked before anything changes.
    */
