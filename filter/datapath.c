@@ -27,10 +27,30 @@ may_touch (const struct remap_device *dev, uint32_t count, uint64_t offset)
                                 (offset + count - 1) / s);
 }
 
+/* The walk holds the unmap lock (shared) from its first lookup to its
+ * last span, so a sector it saw remapped keeps its spare until the
+ * request is done: an unmap waits for it (see device.h).
+ */
+static int walk_spans (struct remap_device *dev, uint32_t count,
+                       uint64_t offset, remap_span_fn span_fn,
+                       void *opaque, int *err);
+
 int
 remap_device_walk (struct remap_device *dev, uint32_t count,
                    uint64_t offset, remap_span_fn span_fn, void *opaque,
                    int *err)
+{
+  int r;
+
+  pthread_rwlock_rdlock (&dev->unmap_lock);
+  r = walk_spans (dev, count, offset, span_fn, opaque, err);
+  pthread_rwlock_unlock (&dev->unmap_lock);
+  return r;
+}
+
+static int
+walk_spans (struct remap_device *dev, uint32_t count, uint64_t offset,
+            remap_span_fn span_fn, void *opaque, int *err)
 {
   const uint32_t ss = dev->geo.sector_size;
   const uint64_t end = offset + count;
@@ -94,43 +114,19 @@ read_run (struct remap_device *dev, const struct remap_io *origin,
   return remap_recover_read (dev, origin, buf, len, offset, err);
 }
 
-/* Takes the unmap lock for I/O on e's spare.  Returns false (and
- * holds nothing) if the entry changed since the walk saw it; *now then
- * says what it is now, and *gone whether there is no entry at all.
- */
-static bool
-hold_spare (struct remap_device *dev, const struct remap_entry *e,
-            struct remap_entry *now, bool *gone)
-{
-  pthread_rwlock_rdlock (&dev->unmap_lock);
-  *gone = !remap_table_lookup (dev->table, e->sector, now) ||
-    now->state == REMAP_STATE_RESERVED;
-  if (!*gone && now->state == e->state && now->spare == e->spare)
-    return true;
-  pthread_rwlock_unlock (&dev->unmap_lock);
-  return false;
-}
-
 static int
 read_span (void *vp, uint64_t offset, uint32_t len,
            const struct remap_entry *e, int *err)
 {
   struct request *rq = vp;
   unsigned char *buf = (unsigned char *) rq->rbuf + (offset - rq->offset);
-  struct remap_entry now;
-  bool gone;
-  int r;
 
   if (e == NULL)
     return read_run (rq->dev, rq->origin, buf, len, offset, 0, err);
   rq->touched_entry = true;
   if (e->state == REMAP_STATE_PENDING)
     return remap_pending_read (rq->dev, rq->origin, buf, len, offset, err);
-  if (!hold_spare (rq->dev, e, &now, &gone))
-    return read_span (vp, offset, len, gone ? NULL : &now, err);
-  r = remap_spare_read (rq->dev, e, buf, len, offset, err);
-  pthread_rwlock_unlock (&rq->dev->unmap_lock);
-  return r;
+  return remap_spare_read (rq->dev, e, buf, len, offset, err);
 }
 
 int
@@ -181,9 +177,6 @@ write_span (void *vp, uint64_t offset, uint32_t len,
   struct request *rq = vp;
   const void *buf = rq->wbuf ?
     (const unsigned char *) rq->wbuf + (offset - rq->offset) : NULL;
-  struct remap_entry now;
-  bool gone;
-  int r;
 
   if (e == NULL)
     return write_run (rq, buf, len, offset, err);
@@ -191,12 +184,8 @@ write_span (void *vp, uint64_t offset, uint32_t len,
   if (e->state == REMAP_STATE_PENDING)
     return remap_pending_write (rq->dev, rq->origin, e->sector, buf, len,
                                 offset, rq->flags, err);
-  if (!hold_spare (rq->dev, e, &now, &gone))
-    return write_span (vp, offset, len, gone ? NULL : &now, err);
-  r = remap_spare_write (rq->dev, rq->origin, e, buf, len, offset,
-                         rq->flags, err);
-  pthread_rwlock_unlock (&rq->dev->unmap_lock);
-  return r;
+  return remap_spare_write (rq->dev, rq->origin, e, buf, len, offset,
+                            rq->flags, err);
 }
 
 /* A FUA write that touched a remapped sector also needs its table
@@ -266,19 +255,12 @@ advisory_span (void *vp, uint64_t offset, uint32_t len,
   const struct remap_io *io = spare ? rq->dev->store : rq->origin;
   int (*op) (void *, uint32_t, uint64_t, uint32_t, int *) =
     trim ? io->trim : io->cache;
-  struct remap_entry now;
-  bool gone;
-  int r;
 
   if (op == NULL)
     return 0;
   if (!spare)
     return op (io->opaque, len, offset, rq->flags, err);
-  if (!hold_spare (rq->dev, e, &now, &gone))
-    return advisory_span (vp, offset, len, gone ? NULL : &now, err, trim);
-  r = op (io->opaque, len, remap_spare_where (rq->dev, e, offset), 0, err);
-  pthread_rwlock_unlock (&rq->dev->unmap_lock);
-  return r;
+  return op (io->opaque, len, remap_spare_where (rq->dev, e, offset), 0, err);
 }
 
 static int

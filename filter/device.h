@@ -97,9 +97,10 @@ struct remap_device {
   bool stopping;
   /* Moving a sector off a spare that failed (rare: one at a time). */
   pthread_mutex_t relocate_lock;
-  /* I/O on spares holds this shared; unmapping a sector holds it
-   * exclusive, so no request is still using a spare that is given back.
-   * Read locks may nest (glibc's default rwlock prefers readers).
+  /* Every walk of a request over remapped sectors holds this shared;
+   * unmapping a sector holds it exclusive, so no request still uses a
+   * spare that is given back.  Read locks may nest (glibc's default
+   * rwlock prefers readers).
    */
   pthread_rwlock_t unmap_lock;
 
