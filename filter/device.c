@@ -656,15 +656,17 @@ remap_device_stop (struct remap_device *dev)
    * Nothing acknowledged depends on it (every acknowledged remap is
    * durable already), so a plugin too slow to do it quickly is not
    * waited for: the write gets a budget, and is skipped when the last
-   * one already took longer than that.
+   * one failed (it was stopped by the quit, or the store is failing)
+   * or already took longer than that.
    */
   if (remap_sync_is_dirty (dev->sync)) {
     struct remap_sync_stats st;
     remap_sync_get_stats (dev->sync, &st);
-    if (st.last_duration_ns > FINAL_SYNC_BUDGET_NS)
+    if (st.last_failed || st.last_attempt_ns > FINAL_SYNC_BUDGET_NS)
       nbdkit_debug ("remap: skipping the last metadata write at shutdown "
-                    "(the previous one took %" PRIu64 " ms)",
-                    st.last_duration_ns / 1000000);
+                    "(the previous one %s after %" PRIu64 " ms)",
+                    st.last_failed ? "failed" : "succeeded",
+                    st.last_attempt_ns / 1000000);
     else {
       dev->final_deadline_ns = monotonic_ns () + FINAL_SYNC_BUDGET_NS;
       remap_sync_now (dev->sync);

@@ -83,6 +83,8 @@ write_and_publish (struct remap_sync *s, uint64_t target)
   pthread_mutex_unlock (&s->write_lock);
 
   pthread_mutex_lock (&s->lock);
+  s->stats.last_attempt_ns = elapsed_ns (&t0, &t1);
+  s->stats.last_failed = r == -1;
   if (target > s->attempted)
     s->attempted = target;
   if (r == 0) {

@@ -66,7 +66,9 @@ extern int remap_sync_now (struct remap_sync *s);
 struct remap_sync_stats {
   uint64_t syncs;               /* successful table writes */
   uint64_t failures;
-  uint64_t last_duration_ns;
+  uint64_t last_duration_ns;    /* of the last good write */
+  uint64_t last_attempt_ns;     /* of the last write, good or not */
+  bool last_failed;             /* the last write failed */
   uint64_t last_sync_time;      /* CLOCK_REALTIME seconds */
 };
 extern void remap_sync_get_stats (struct remap_sync *s,
