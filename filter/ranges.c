@@ -214,10 +214,18 @@ ddrescue_line (void *opaque, const char *p, char *why, size_t why_len)
     return -1;
   }
   skip_blanks (&p);
-  status = *p++;
-  skip_blanks (&p);
-  if (!strchr ("?*/-+", status) || status == '\0' || *p != '\0') {
+  /* strchr finds the terminating NUL too: test it first, and never
+   * step past the end of the line.
+   */
+  status = *p;
+  if (status == '\0' || !strchr ("?*/-+", status)) {
     snprintf (why, why_len, "expected a status of ?, *, /, - or +");
+    return -1;
+  }
+  p++;
+  skip_blanks (&p);
+  if (*p != '\0') {
+    snprintf (why, why_len, "unexpected \"%.20s\" after the status", p);
     return -1;
   }
   if (pos < st->next) {

@@ -252,7 +252,7 @@ slow_case ()
     print "    ", sprintf("%+7.3f ", $t), $m, "\n" if $n++ < 40;
     END {
       open my $f, ">", $ENV{LATE_FILE} or die;
-      print $f "cleanup ", (defined $cleanup ? $cleanup : -1), "\n";
+      printf $f "cleanup %.3f\n", (defined $cleanup ? $cleanup : -1);
       print $f "late $_\n" for @late;
     }
   ' "$tkill" "$log"
