@@ -107,12 +107,6 @@ remap_last_header_offset (uint64_t disk_size, uint32_t sector_size)
   return aligned_end - slot;
 }
 
-static uint64_t
-round_up (uint64_t n, uint64_t align)
-{
-  return (n + align - 1) / align * align;
-}
-
 int
 remap_geometry_compute (struct remap_geometry *geo, bool internal,
                         uint64_t disk_size, uint32_t sector_size,
@@ -138,7 +132,7 @@ remap_geometry_compute (struct remap_geometry *geo, bool internal,
   }
 
   capacity = (uint64_t) spare_count * 2 + REMAP_EXTRA_ENTRIES;
-  table_bytes = round_up (capacity * REMAP_ENTRY_BYTES, sector_size);
+  table_bytes = remap_round_up (capacity * REMAP_ENTRY_BYTES, sector_size);
   spare_bytes = (uint64_t) spare_count * sector_size;
   region_size = 2 * (slot + table_bytes) + spare_bytes;
 

@@ -75,6 +75,13 @@ enum remap_decode_status {
 };
 extern const char *remap_decode_strerror (enum remap_decode_status s);
 
+/* n rounded up to a multiple of align (a sector or slot size). */
+static inline uint64_t
+remap_round_up (uint64_t n, uint64_t align)
+{
+  return (n + align - 1) / align * align;
+}
+
 /* Header slot size for a sector size. */
 extern uint64_t remap_header_slot (uint32_t sector_size);
 

@@ -39,12 +39,6 @@ metadata_pwrite (const struct remap_io *store, const void *buf,
   return remap_io_pwrite_all (store, buf, len, offset, err);
 }
 
-static uint64_t
-round_up (uint64_t n, uint64_t align)
-{
-  return (n + align - 1) / align * align;
-}
-
 /* Reads and fully checks copy i of geometry geo.  On success *entries
  * is allocated.  I/O errors are reported as a bad checksum of that
  * copy: the other copy may still be fine.
@@ -300,7 +294,7 @@ remap_metadata_write (struct remap_metadata *md,
   const struct remap_geometry *geo = &md->geo;
   uint64_t table_len = (uint64_t) n * REMAP_ENTRY_BYTES;
   /* Whole sectors, so the plugin never has to read-modify-write. */
-  uint64_t table_write_len = round_up (table_len ? table_len : 1,
+  uint64_t table_write_len = remap_round_up (table_len ? table_len : 1,
                                        geo->sector_size);
   CLEANUP_FREE unsigned char *table = NULL;
   CLEANUP_FREE unsigned char *hslot = NULL;
