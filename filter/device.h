@@ -214,6 +214,14 @@ extern int remap_device_unmap (struct remap_device *dev,
 extern int remap_device_mark_pending (struct remap_device *dev,
                                       uint64_t first, uint64_t last,
                                       int *err);
+/* The same for a byte range (a ddrescue bad area): every sector it
+ * touches, cut at the end of the export.  Returns 0 with *sectors set,
+ * 1 if the area starts past the end (nothing done), or -1.
+ */
+extern int remap_device_mark_pending_bytes (struct remap_device *dev,
+                                            uint64_t first_byte,
+                                            uint64_t last_byte,
+                                            uint64_t *sectors, int *err);
 
 /* Health accounting (health.c). */
 extern void remap_health_check_spares (struct remap_device *dev);

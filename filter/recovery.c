@@ -126,6 +126,24 @@ remap_device_mark_pending (struct remap_device *dev, uint64_t first,
   return 0;
 }
 
+int
+remap_device_mark_pending_bytes (struct remap_device *dev,
+                                 uint64_t first_byte, uint64_t last_byte,
+                                 uint64_t *sectors, int *err)
+{
+  const uint64_t first = first_byte / dev->geo.sector_size;
+  uint64_t last = last_byte / dev->geo.sector_size;
+
+  if (first >= dev->geo.data_sectors)
+    return 1;
+  if (last >= dev->geo.data_sectors)
+    last = dev->geo.data_sectors - 1;
+  if (remap_device_mark_pending (dev, first, last, err) == -1)
+    return -1;
+  *sectors = last - first + 1;
+  return 0;
+}
+
 /* Writes to a spare, and reads it back when remap-verify is on.  A
  * mismatch is reported as EIO: the spare is as bad as one that fails.
  */

@@ -488,19 +488,17 @@ apply_requests (struct remap_device *dev)
     }
   }
   for (size_t i = 0; i < ddrescue_bytes.len; i++) {
-    uint64_t first = ddrescue_bytes.v[i].first / ss;
-    uint64_t last = ddrescue_bytes.v[i].last / ss;
-    if (first >= sectors) {
-      nbdkit_debug ("remap-ddrescue: area at byte %" PRIu64 " is past the "
-                    "end of the export, ignored", ddrescue_bytes.v[i].first);
-      continue;
-    }
-    if (last >= sectors)
-      last = sectors - 1;
-    if (remap_device_mark_pending (dev, first, last, &err) == -1) {
+    uint64_t marked;
+    int r = remap_device_mark_pending_bytes (dev, ddrescue_bytes.v[i].first,
+                                             ddrescue_bytes.v[i].last,
+                                             &marked, &err);
+    if (r == -1) {
       nbdkit_error ("remap-ddrescue: %s", strerror (err));
       return -1;
     }
+    if (r == 1)
+      nbdkit_debug ("remap-ddrescue: area at byte %" PRIu64 " is past the "
+                    "end of the export, ignored", ddrescue_bytes.v[i].first);
   }
   if (remap_device_sync (dev, &err) == -1) {
     nbdkit_error ("remap: saving the table after remap-add/remap-ddrescue "

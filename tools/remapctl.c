@@ -1284,8 +1284,7 @@ cmd_import_ddrescue (int argc, char **argv)
 {
   struct remap_ranges bytes = { .v = NULL };
   struct remap_device *dev;
-  uint64_t sectors, marked = 0;
-  uint32_t ss;
+  uint64_t marked = 0;
   char why[512];
   FILE *fp;
   int r, err;
@@ -1305,26 +1304,24 @@ cmd_import_ddrescue (int argc, char **argv)
   }
   if ((r = begin_change (NEED_WRITE_STORE, &dev)) != EXIT_OK)
     goto out;
-  ss = dev->geo.sector_size;
-  sectors = dev->geo.data_sectors;
   for (size_t i = 0; i < bytes.len && r == EXIT_OK; i++) {
-    uint64_t first = bytes.v[i].first / ss;
-    uint64_t last = bytes.v[i].last / ss;
-    if (first >= sectors) {
+    uint64_t n;
+    switch (remap_device_mark_pending_bytes (dev, bytes.v[i].first,
+                                             bytes.v[i].last, &n, &err)) {
+    case 0:
+      marked += n;
+      break;
+    case 1:
       error_msg ("warning: %s: the bad area at byte %" PRIu64 " is past "
                  "the end of the export (%" PRIu64 " bytes): ignored",
                  argv[0], bytes.v[i].first, dev->geo.export_size);
-      continue;
-    }
-    if (last >= sectors)
-      last = sectors - 1;
-    if (remap_device_mark_pending (dev, first, last, &err) == -1) {
-      error_msg ("marking sectors %" PRIu64 "-%" PRIu64 " pending failed: "
-                 "%s", first, last, strerror (err));
+      break;
+    default:
+      error_msg ("marking the bad area at bytes %" PRIu64 "-%" PRIu64
+                 " pending failed: %s", bytes.v[i].first, bytes.v[i].last,
+                 strerror (err));
       r = EXIT_ERROR;
     }
-    else
-      marked += last - first + 1;
   }
   nbdkit_debug ("%s: %zu bad areas, %" PRIu64 " sectors marked pending "
                 "(sectors already remapped stay remapped)",
