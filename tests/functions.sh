@@ -25,6 +25,7 @@
 #   file_md5 FILE            checksum of a file
 #   now_ms                   milliseconds (date +%s%N)
 #   track_pid PID            kill PID during cleanup if still running
+#   ctlcmd CMD... / ctl_get FIELD   the control socket at $ctl
 #
 # KEEP_TMP=1 keeps $tmp of a failed test for inspection.
 # Every client call is wrapped in `timeout`.  Only Unix sockets are used.
@@ -305,6 +306,19 @@ header_b ()
 poke ()
 {
   printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+# ctlcmd CMD...: sends each command to the filter's control socket $ctl
+# and prints the JSON replies; ctl_get FIELD prints one field of the
+# status reply (like counters.remaps).
+ctlcmd ()
+{
+  timeout 20 "$_top_dir/tests/ctl.py" "$ctl" "$@"
+}
+
+ctl_get ()
+{
+  ctlcmd --get "$1" status
 }
 
 file_md5 ()

@@ -17,8 +17,6 @@ prom=$tmp/remap.prom
 ss=4096
 truncate -s 64M "$disk"
 : >"$list"
-ctlcmd () { timeout 20 "$top_srcdir/tests/ctl.py" "$ctl" "$@"; }
-get () { ctlcmd --get "$1" status; }
 
 # 1. A stale socket (its server died) is replaced.
 /usr/bin/python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$ctl"
@@ -31,9 +29,9 @@ start_server sock "$tmp/log" -v \
 
 # 2. Every command.
 ctlcmd help | grep -q '"ok":true,"commands"' || fail "help"
-[ "$(get health)" = ok ] || fail "a new disk is not healthy"
-[ "$(get mode)" = internal ] || fail "mode"
-[ "$(get geometry.sector_size)" -eq $ss ] || fail "sector size"
+[ "$(ctl_get health)" = ok ] || fail "a new disk is not healthy"
+[ "$(ctl_get mode)" = internal ] || fail "mode"
+[ "$(ctl_get geometry.sector_size)" -eq $ss ] || fail "sector size"
 echo "write 3" >"$list"
 qio "$sock" -c "write -P 0x11 0 64k"
 : >"$list"
@@ -52,7 +50,7 @@ ctlcmd "unmap 3" | grep -q '"ok":false,"error":"sector 3 does not keep' ||
 : >"$list"
 ctlcmd "unmap 4" | grep -q 'not remapped' || fail "unmap of a normal sector"
 ctlcmd sync | grep -q '"ok":true,"generation":' || fail "sync"
-[ "$(get health)" = degraded ] || fail "health with a remap is not degraded"
+[ "$(ctl_get health)" = degraded ] || fail "health with a remap is not degraded"
 
 # 3. Bad input: each gets an error reply, the server carries on.
 for bad in "bogus" "remap" "remap x" "remap -1" "remap 99999999999" \
@@ -113,13 +111,13 @@ sleep 1.5
 /usr/bin/python3 "$top_srcdir/tests/promcheck.py" "$prom" >"$tmp/samples" ||
   fail "invalid metrics file"
 metric () { awk -v n="$1" '$1 == n { print $2 }' "$tmp/samples"; }
-[ "$(metric nbdkit_remap_spares_total)" -eq "$(get spares.total)" ] ||
+[ "$(metric nbdkit_remap_spares_total)" -eq "$(ctl_get spares.total)" ] ||
   fail "spares_total differs"
-[ "$(metric nbdkit_remap_spares_used)" -eq "$(get spares.used)" ] ||
+[ "$(metric nbdkit_remap_spares_used)" -eq "$(ctl_get spares.used)" ] ||
   fail "spares_used differs"
-[ "$(metric nbdkit_remap_remaps_total)" -eq "$(get counters.remaps)" ] ||
+[ "$(metric nbdkit_remap_remaps_total)" -eq "$(ctl_get counters.remaps)" ] ||
   fail "remaps differ"
-[ "$(metric nbdkit_remap_metadata_syncs_total)" -eq "$(get metadata.syncs)" ] ||
+[ "$(metric nbdkit_remap_metadata_syncs_total)" -eq "$(ctl_get metadata.syncs)" ] ||
   fail "syncs differ"
 [ "$(metric 'nbdkit_remap_health{state="degraded"}')" -eq 1 ] ||
   fail "health metric"

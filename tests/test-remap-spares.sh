@@ -15,8 +15,6 @@ ctl=$tmp/ctl.sock
 ss=4096
 truncate -s 64M "$disk"
 : >"$list"
-ctlcmd () { timeout 20 "$top_srcdir/tests/ctl.py" "$ctl" "$@"; }
-get () { ctlcmd --get "$1" status; }
 
 # Eight spares, warnings at 25% and 50%, an alarm past 4 bad sectors a
 # minute.
@@ -24,14 +22,14 @@ start_server sock "$tmp/log" -v -D remap.verbose=1 \
   --filter="$REMAP_FILTER" --filter="$BADSECTOR_FILTER" \
   file "$disk" badsector-file="$list" remap-control="$ctl" \
   remap-spare-size=32k remap-warn=25%,50% remap-storm-limit=4
-[ "$(get spares.total)" -eq 8 ] || fail "expected 8 spares"
+[ "$(ctl_get spares.total)" -eq 8 ] || fail "expected 8 spares"
 qio "$sock" -c "write -P 0x11 0 1M"
-spare0=$(( $(get geometry.spare_offset) / ss ))  # in plugin sectors
+spare0=$(( $(ctl_get geometry.spare_offset) / ss ))  # in plugin sectors
 
 # 1. Spare 0 fails writes: the first remap burns it and takes spare 1.
 printf 'write 5\nwrite %d\n' "$spare0" >"$list"
 qio "$sock" -c "write -P 0x22 $((5*ss)) $ss" -c "read -P 0x22 $((5*ss)) $ss"
-[ "$(get spares.retired)" -eq 1 ] || fail "spare 0 was not retired"
+[ "$(ctl_get spares.retired)" -eq 1 ] || fail "spare 0 was not retired"
 ctlcmd list | grep -q '"sector":5,"state":"remapped","spare":1' ||
   fail "sector 5 is not on spare 1: $(ctlcmd list)"
 ctlcmd list | grep -q '"state":"retired","spare":0' ||
@@ -46,8 +44,8 @@ out=$(timeout 30 qemu-io -f raw "$(uri "$sock")" -c "read $((5*ss)) $ss" 2>&1) |
   true
 echo "$out" | grep -q "Input/output error" ||
   fail "reading a sector whose spare died did not fail: $out"
-[ "$(get pending)" -eq 1 ] || fail "sector 5 is not pending"
-[ "$(get spares.retired)" -eq 2 ] || fail "spare 1 was not retired"
+[ "$(ctl_get pending)" -eq 1 ] || fail "sector 5 is not pending"
+[ "$(ctl_get spares.retired)" -eq 2 ] || fail "spare 1 was not retired"
 : >"$list"
 echo "write 5" >"$list"
 qio "$sock" -c "write -P 0x33 $((5*ss)) $ss" -c "read -P 0x33 $((5*ss)) $ss"
@@ -60,7 +58,7 @@ start_server sock "$tmp/log2" -v -D remap.verbose=1 \
   --filter="$REMAP_FILTER" --filter="$BADSECTOR_FILTER" \
   file "$disk" badsector-file="$list" remap-control="$ctl" \
   remap-warn=25%,50% remap-storm-limit=4
-[ "$(get spares.retired)" -eq 2 ] || fail "retired spares forgotten"
+[ "$(ctl_get spares.retired)" -eq 2 ] || fail "retired spares forgotten"
 qio "$sock" -c "read -P 0x33 $((5*ss)) $ss"
 
 # 4. Use up the pool: sectors 6.. fail one by one.  Thresholds are
@@ -70,7 +68,7 @@ for s in 6 7 8 9 10; do
   echo "write $s" >"$list"
   qio "$sock" -c "write -P 0x44 $((s*ss)) $ss"
 done
-[ "$(get spares.free)" -eq 0 ] || fail "the pool is not used up"
+[ "$(ctl_get spares.free)" -eq 0 ] || fail "the pool is not used up"
 [ "$(grep -c '25.00% threshold crossed' "$tmp/log2")" -eq 1 ] ||
   fail "the 25% warning was not logged exactly once"
 [ "$(grep -c '50.00% threshold crossed' "$tmp/log2")" -eq 1 ] ||
@@ -84,7 +82,7 @@ for s in 11 12; do
 done
 [ "$(grep -c 'spare pool is exhausted' "$tmp/log2")" -eq 1 ] ||
   fail "exhaustion was not logged exactly once"
-[ "$(get health)" = failing ] || fail "health is not failing"
+[ "$(ctl_get health)" = failing ] || fail "health is not failing"
 # Everything already remapped still reads, and ordinary sectors work.
 qio "$sock" -c "read -P 0x33 $((5*ss)) $ss" \
             -c "read -P 0x44 $((6*ss)) $((5*ss))" \

@@ -15,8 +15,6 @@ ctl=$tmp/ctl.sock
 ss=4096
 truncate -s 64M "$disk"
 : >"$list"
-ctlcmd () { timeout 20 "$top_srcdir/tests/ctl.py" "$ctl" "$@"; }
-get () { ctlcmd --get "$1" status; }
 
 # 1. Without verification a dropped write is lost silently...
 echo "drop 7" >"$list"
@@ -29,7 +27,7 @@ out=$(timeout 30 qemu-io -f raw "$(uri "$sock")" \
 echo "$out" | grep -q "Pattern verification failed" ||
   fail "the test source did not drop the write: $out"
 for c in reads writes bytes_read bytes_written; do
-  [ "$(get counters.$c)" -gt 0 ] || fail "counter $c did not move"
+  [ "$(ctl_get counters.$c)" -gt 0 ] || fail "counter $c did not move"
 done
 stop_server "$sock"
 
@@ -41,13 +39,13 @@ qio "$sock" -c "write -P 0x22 $((4*ss)) $((8*ss))" \
             -c "read -P 0x22 $((4*ss)) $((8*ss))"
 grep -q "sector 7 remapped to spare" "$tmp/log2" ||
   fail "verification did not remap the dropped sector"
-[ "$(get counters.remaps)" -eq 1 ] || fail "expected exactly one remap"
-[ "$(get counters.write_errors)" -ge 1 ] || fail "write_errors did not move"
-[ "$(get counters.metadata_syncs)" -ge 1 ] || fail "metadata_syncs did not move"
-[ "$(get counters.last_sync_ns)" -gt 0 ] || fail "last_sync_ns did not move"
-redirected=$(get counters.redirected_ios)
+[ "$(ctl_get counters.remaps)" -eq 1 ] || fail "expected exactly one remap"
+[ "$(ctl_get counters.write_errors)" -ge 1 ] || fail "write_errors did not move"
+[ "$(ctl_get counters.metadata_syncs)" -ge 1 ] || fail "metadata_syncs did not move"
+[ "$(ctl_get counters.last_sync_ns)" -gt 0 ] || fail "last_sync_ns did not move"
+redirected=$(ctl_get counters.redirected_ios)
 qio "$sock" -c "read -P 0x22 $((7*ss)) $ss"
-[ "$(get counters.redirected_ios)" -gt "$redirected" ] ||
+[ "$(ctl_get counters.redirected_ios)" -gt "$redirected" ] ||
   fail "redirected_ios did not move"
 stop_server "$sock"
 
@@ -60,7 +58,7 @@ for s in 12 14 15 20 30 31; do
   ctlcmd list 0 100 | grep -q "\"sector\":$s,\"state\":\"remapped\"" ||
     fail "sector $s was not remapped at startup"
 done
-[ "$(get spares.used)" -eq 7 ] || fail "expected 7 spares used"
+[ "$(ctl_get spares.used)" -eq 7 ] || fail "expected 7 spares used"
 qio "$sock" -c "read -P 0x11 $((12*ss)) $ss" -c "read -P 0x22 $((11*ss)) $ss" \
             -c "read -P 0x11 $((20*ss)) $ss" -c "read -P 0x11 $((30*ss)) $((2*ss))"
 stop_server "$sock"
@@ -91,7 +89,7 @@ for s in 40 41 44; do
     fail "sector $s is not pending: $(ctlcmd list 0 100)"
 done
 ctlcmd list 0 100 | grep -q '"sector":42,' && fail "sector 42 was touched"
-[ "$(get pending)" -eq 3 ] || fail "expected 3 pending sectors"
+[ "$(ctl_get pending)" -eq 3 ] || fail "expected 3 pending sectors"
 stop_server "$sock"
 echo "bad mapfile" >"$tmp/bad.map"
 r=0; run_refused "$tmp/log6" --filter="$REMAP_FILTER" file "$disk" \
