@@ -121,6 +121,30 @@ check_identity (const struct remap_options *opt,
   return 0;
 }
 
+/* Says where a metadata copy went after its sectors failed a write. */
+static void
+log_moved_copies (struct remap_device *dev,
+                  const uint32_t was_at[REMAP_COPIES])
+{
+  for (int i = 0; i < REMAP_COPIES; i++) {
+    uint64_t from, to, table_offset;
+    uint32_t first, n;
+
+    if (dev->md.location[i] == was_at[i] ||
+        !remap_relocation_slot (&dev->geo, dev->md.location[i] - 1,
+                                &first, &n))
+      continue;
+    remap_copy_offsets (&dev->geo, i, was_at[i], &from, &table_offset);
+    remap_copy_offsets (&dev->geo, i, dev->md.location[i], &to,
+                        &table_offset);
+    nbdkit_error ("remap: warning: metadata copy %c could not be written "
+                  "at offset %" PRIu64 " (a failing sector under it); moved "
+                  "it to spare sectors %" PRIu32 "-%" PRIu32 " at offset %"
+                  PRIu64 ", which are no longer spares", 'A' + i, from,
+                  first, first + n - 1, to);
+  }
+}
+
 /* The sync thread's write: the table's sectors, then the retired
  * spares, with the counters in the header.
  */
@@ -133,6 +157,7 @@ device_sync_write (void *vp)
   struct timespec t0, t1;
   struct remap_entry *all;
   ssize_t n, nr_retired;
+  uint32_t was_at[REMAP_COPIES];
   bool degraded;
   int err;
 
@@ -162,6 +187,7 @@ device_sync_write (void *vp)
     dev->md.counters[i] = i < REMAP_NR_COUNTERS_USED
       ? remap_device_counter (dev, i) : 0;
   clock_gettime (CLOCK_MONOTONIC, &t0);
+  memcpy (was_at, dev->md.location, sizeof was_at);
   if (remap_metadata_write (&dev->md, entries, n + nr_retired,
                             &degraded, &err) == -1) {
     nbdkit_error ("remap: writing the remap table failed: %s; the new "
@@ -174,6 +200,7 @@ device_sync_write (void *vp)
   __atomic_store_n (&dev->counters[REMAP_COUNTER_LAST_SYNC_NS],
                     (uint64_t) (t1.tv_sec - t0.tv_sec) * 1000000000 +
                     t1.tv_nsec - t0.tv_nsec, __ATOMIC_RELAXED);
+  log_moved_copies (dev, was_at);
   /* Said once when it happens and once when it is over, not on every
    * write.
    */
@@ -225,6 +252,18 @@ metadata_should_stop (void *vp)
   return dev->quit_check && dev->quit_check ();
 }
 
+static int
+take_metadata_run (void *spares, uint32_t first, uint32_t count)
+{
+  return remap_spares_take_run (spares, first, count);
+}
+
+static void
+release_metadata_run (void *spares, uint32_t first, uint32_t count)
+{
+  remap_spares_release_run (spares, first, count);
+}
+
 /* Builds the in-memory state from a geometry and its entries. */
 static int
 build_state (struct remap_device *dev, const struct remap_geometry *geo,
@@ -242,6 +281,9 @@ build_state (struct remap_device *dev, const struct remap_geometry *geo,
   remap_sync_set_abort (dev->sync, device_quitting, dev);
   dev->md.abort_fn = metadata_should_stop;
   dev->md.abort_opaque = dev;
+  dev->md.take_run = take_metadata_run;
+  dev->md.release_run = release_metadata_run;
+  dev->md.run_opaque = dev->spares;
   /* Sector entries come first, retired spares after them. */
   size_t nr_sectors = 0;
   while (nr_sectors < n && entries[nr_sectors].state != REMAP_STATE_RETIRED)
@@ -428,19 +470,18 @@ check_format_allowed (struct remap_device *dev,
                   "be formatted");
     return -1;
   }
-  if (remap_metadata_load (store, store_size, opt->internal,
-                           opt->sector_size, spares, &lr, &err) == 0) {
-    free (lr.entries);
-    if (lr.found == REMAP_FOUND_VALID) {
-      fd = remap_lock_acquire (lr.header.geo.uuid, true, path, sizeof path);
-      if (fd == -1 && errno == EWOULDBLOCK) {
-        nbdkit_error ("remap-format: the table of %s is in use by another "
-                      "nbdkit or by remapctl (lock %s is held); stop that "
-                      "one first", opt->store_name, path);
-        return -1;
-      }
-      remap_lock_release (fd);
+  remap_metadata_load (store, store_size, opt->internal, opt->sector_size,
+                       spares, &lr);
+  free (lr.entries);
+  if (lr.found == REMAP_FOUND_VALID) {
+    fd = remap_lock_acquire (lr.header.geo.uuid, true, path, sizeof path);
+    if (fd == -1 && errno == EWOULDBLOCK) {
+      nbdkit_error ("remap-format: the table of %s is in use by another "
+                    "nbdkit or by remapctl (lock %s is held); stop that "
+                    "one first", opt->store_name, path);
+      return -1;
     }
+    remap_lock_release (fd);
   }
   if (store->truncate &&
       store->truncate (store->opaque, 0, &err) == -1) {
@@ -510,12 +551,21 @@ adopt_loaded (struct remap_device *dev, const struct remap_load_result *lr)
   if (build_state (dev, &lr->header.geo, lr->entries,
                    lr->header.entry_count) == -1)
     return -1;
-  dev->md.generation = lr->header.generation;
-  memcpy (dev->md.counters, lr->header.counters, sizeof dev->md.counters);
+  remap_metadata_adopt (&dev->md, lr);
   memcpy (dev->counters, lr->header.counters, sizeof dev->counters);
-  for (int i = 0; i < REMAP_COPIES; i++)
-    dev->md.copy_valid[i] = lr->copy[i].status == REMAP_DECODE_OK &&
-      lr->copy[i].generation == lr->header.generation;
+  /* The spares under a moved copy are not the pool's. */
+  for (int i = 0; i < REMAP_COPIES; i++) {
+    uint32_t first, n;
+    if (dev->md.location[i] != REMAP_LOCATION_HOME &&
+        remap_relocation_slot (&dev->geo, dev->md.location[i] - 1,
+                               &first, &n) &&
+        remap_spares_take_run (dev->spares, first, n) == -1) {
+      nbdkit_error ("the remap table of %s is damaged: metadata copy %c "
+                    "lies on spares the table also uses; refusing to start",
+                    dev->opt.store_name, 'A' + i);
+      return -1;
+    }
+  }
   return 0;
 }
 
@@ -547,7 +597,6 @@ remap_device_open (const struct remap_options *opt,
     : REMAP_DEFAULT_SECTOR_SIZE;
   uint32_t spares;
   char what[512];
-  int err;
 
   memset (&lr, 0, sizeof lr);
   if (dev == NULL)
@@ -565,12 +614,8 @@ remap_device_open (const struct remap_options *opt,
     return dev;
   }
 
-  if (remap_metadata_load (store, store_size, opt->internal,
-                           opt->sector_size, spares, &lr, &err) == -1) {
-    nbdkit_error ("remap: reading the metadata of %s: %s",
-                  opt->store_name, strerror (err));
-    goto error;
-  }
+  remap_metadata_load (store, store_size, opt->internal, opt->sector_size,
+                       spares, &lr);
   switch (lr.found) {
   case REMAP_FOUND_NOTHING:
     if (opt->internal &&

@@ -17,6 +17,7 @@
  *   120 uuid[16]
  *   136 u32 geometry CRC-32C over bytes 0..135
  *   140 u32 copy index, 144 u64 generation, 152 u32 entry count
+ *   156 u32 location     0: the copy's home; k+1: relocation slot k
  *   160 u64 counters[32]
  *   4092 u32 CRC-32C over bytes 0..4091 followed by the entries
  *
@@ -86,6 +87,7 @@ remap_decode_strerror (enum remap_decode_status s)
   case REMAP_DECODE_BAD_GEOMETRY: return "corrupt geometry";
   case REMAP_DECODE_BAD_CHECKSUM: return "checksum mismatch";
   case REMAP_DECODE_BAD_ENTRIES: return "impossible table entries";
+  case REMAP_DECODE_UNREADABLE: return "unreadable (I/O error)";
   }
   return "unknown status";
 }
@@ -176,6 +178,36 @@ remap_geometry_compute (struct remap_geometry *geo, bool internal,
 }
 
 bool
+remap_relocation_slot (const struct remap_geometry *geo, uint32_t k,
+                       uint32_t *first_spare, uint32_t *nr_spares)
+{
+  uint64_t run = (geo->header_bytes + geo->table_bytes) / geo->sector_size;
+
+  if (k >= REMAP_RELOCATION_SLOTS || (k + 1) * run > geo->spare_count)
+    return false;
+  *first_spare = geo->spare_count - (k + 1) * run;
+  *nr_spares = run;
+  return true;
+}
+
+void
+remap_copy_offsets (const struct remap_geometry *geo, int i,
+                    uint32_t location, uint64_t *header_offset,
+                    uint64_t *table_offset)
+{
+  uint32_t first, n;
+
+  if (location == REMAP_LOCATION_HOME ||
+      !remap_relocation_slot (geo, location - 1, &first, &n)) {
+    *header_offset = geo->header_offset[i];
+    *table_offset = geo->table_offset[i];
+    return;
+  }
+  *header_offset = geo->spare_offset + (uint64_t) first * geo->sector_size;
+  *table_offset = *header_offset + geo->header_bytes;
+}
+
+bool
 remap_geometry_equal (const struct remap_geometry *a,
                       const struct remap_geometry *b)
 {
@@ -250,6 +282,7 @@ remap_header_encode (const struct remap_header *h,
   put_u32 (buf + 140, h->copy_index);
   put_u64 (buf + 144, h->generation);
   put_u32 (buf + 152, h->entry_count);
+  put_u32 (buf + 156, h->location);
   for (int i = 0; i < REMAP_NR_COUNTERS; i++)
     put_u64 (buf + 160 + 8*i, h->counters[i]);
   put_u32 (buf + CRC_OFFSET, copy_checksum (buf, table, h->entry_count));
@@ -302,11 +335,15 @@ remap_header_decode (const unsigned char *buf, struct remap_header *h)
   h->copy_index = get_u32 (buf + 140);
   h->generation = get_u64 (buf + 144);
   h->entry_count = get_u32 (buf + 152);
+  h->location = get_u32 (buf + 156);
   for (int i = 0; i < REMAP_NR_COUNTERS; i++)
     h->counters[i] = get_u64 (buf + 160 + 8*i);
   h->table_crc = get_u32 (buf + CRC_OFFSET);
+  uint32_t first, n;
   if (h->copy_index >= REMAP_COPIES ||
-      h->entry_count > g->entry_capacity)
+      h->entry_count > g->entry_capacity ||
+      (h->location != REMAP_LOCATION_HOME &&
+       !remap_relocation_slot (g, h->location - 1, &first, &n)))
     return REMAP_DECODE_BAD_CHECKSUM;
   return REMAP_DECODE_OK;
 }

@@ -8,6 +8,8 @@
  *
  * so that header B always sits in the last whole header slot of the
  * store, where a later start finds it without knowing the geometry.
+ * A copy whose home sectors fail a write moves to a relocation slot:
+ * a run of spares at the top of the pool holding [header][table].
  * Every field is little-endian.  The functions here only convert
  * between memory and byte buffers; they do no I/O.
  */
@@ -36,6 +38,13 @@
 #define REMAP_EXTRA_ENTRIES 1024
 #define REMAP_MIN_SPARES 1
 #define REMAP_MAX_SPARES ((UINT32_MAX - REMAP_EXTRA_ENTRIES) / 2)
+/* Relocation slots: few enough that a load probes every one of them,
+ * so the newest copy is always found without following pointers that
+ * a failed write may have left stale.
+ */
+#define REMAP_RELOCATION_SLOTS 4
+/* Where a copy lives: its home, or relocation slot (location - 1). */
+#define REMAP_LOCATION_HOME 0
 
 struct remap_geometry {
   uint32_t sector_size;
@@ -59,6 +68,7 @@ struct remap_geometry {
 struct remap_header {
   struct remap_geometry geo;
   uint32_t copy_index;
+  uint32_t location;            /* REMAP_LOCATION_HOME or slot + 1 */
   uint64_t generation;
   uint32_t entry_count;
   uint32_t table_crc;           /* checksum over header and entries */
@@ -72,6 +82,7 @@ enum remap_decode_status {
   REMAP_DECODE_BAD_GEOMETRY,    /* geometry checksum or values wrong */
   REMAP_DECODE_BAD_CHECKSUM,    /* header or table checksum wrong */
   REMAP_DECODE_BAD_ENTRIES,     /* checksum right, contents impossible */
+  REMAP_DECODE_UNREADABLE,      /* the store failed to read it */
 };
 extern const char *remap_decode_strerror (enum remap_decode_status s);
 
@@ -125,6 +136,18 @@ remap_entries_decode (const struct remap_header *h,
                       const unsigned char *header_buf,
                       const unsigned char *table,
                       struct remap_entry *entries);
+
+/* The spares that relocation slot k occupies: slot 0 is the top of
+ * the pool, slot 1 below it, and so on.  Returns false if the pool is
+ * too small for slot k.
+ */
+extern bool remap_relocation_slot (const struct remap_geometry *geo,
+                                   uint32_t k, uint32_t *first_spare,
+                                   uint32_t *nr_spares);
+/* Where copy i's header and table are when it lives at location. */
+extern void remap_copy_offsets (const struct remap_geometry *geo, int i,
+                                uint32_t location, uint64_t *header_offset,
+                                uint64_t *table_offset);
 
 /* True if two geometries describe the same region. */
 extern bool remap_geometry_equal (const struct remap_geometry *a,

@@ -39,13 +39,15 @@ metadata_pwrite (const struct remap_io *store, const void *buf,
   return remap_io_pwrite_all (store, buf, len, offset, err);
 }
 
-/* Reads and fully checks copy i of geometry geo.  On success *entries
- * is allocated.  I/O errors are reported as a bad checksum of that
- * copy: the other copy may still be fine.
+/* Reads and fully checks the copy whose header is at header_offset
+ * and table at table_offset, against geometry geo.  On success
+ * *entries is allocated.  An I/O error makes the copy unreadable, not
+ * the load fail: another copy may still be fine.
  */
 static enum remap_decode_status
 read_copy (const struct remap_io *store, const struct remap_geometry *geo,
-           int i, struct remap_header *h, struct remap_entry **entries)
+           uint64_t header_offset, uint64_t table_offset,
+           struct remap_header *h, struct remap_entry **entries)
 {
   CLEANUP_FREE unsigned char *hbuf = malloc (REMAP_HEADER_BYTES);
   CLEANUP_FREE unsigned char *table = NULL;
@@ -57,13 +59,13 @@ read_copy (const struct remap_io *store, const struct remap_geometry *geo,
   if (hbuf == NULL)
     return REMAP_DECODE_BAD_CHECKSUM;
   if (store->pread (store->opaque, hbuf, REMAP_HEADER_BYTES,
-                    geo->header_offset[i], 0, &err) == -1)
-    return REMAP_DECODE_BAD_CHECKSUM;
+                    header_offset, 0, &err) == -1)
+    return REMAP_DECODE_UNREADABLE;
   st = remap_header_decode (hbuf, h);
   if (st != REMAP_DECODE_OK)
     return st;
   /* A copy from another format of the region is not this region's. */
-  if (!remap_geometry_equal (&h->geo, geo) || h->copy_index != (uint32_t) i)
+  if (!remap_geometry_equal (&h->geo, geo))
     return REMAP_DECODE_BAD_GEOMETRY;
 
   table_len = (uint64_t) h->entry_count * REMAP_ENTRY_BYTES;
@@ -71,11 +73,10 @@ read_copy (const struct remap_io *store, const struct remap_geometry *geo,
   *entries = malloc ((h->entry_count ? h->entry_count : 1) *
                      sizeof **entries);
   if (table == NULL || *entries == NULL ||
-      remap_io_pread_all (store, table, table_len,
-                          geo->table_offset[i], &err) == -1) {
+      remap_io_pread_all (store, table, table_len, table_offset, &err) == -1) {
     free (*entries);
     *entries = NULL;
-    return REMAP_DECODE_BAD_CHECKSUM;
+    return REMAP_DECODE_UNREADABLE;
   }
   st = remap_entries_decode (h, hbuf, table, *entries);
   if (st != REMAP_DECODE_OK) {
@@ -90,18 +91,19 @@ read_copy (const struct remap_io *store, const struct remap_geometry *geo,
  * spare file, or where the caller's parameters put it on the disk).
  * *status is OK, or the first problem seen if none is usable.
  */
-static int
+static void
 find_geometry (const struct remap_io *store, uint64_t store_size,
                bool internal, uint32_t sector_size, uint32_t spare_count,
                struct remap_geometry *geo,
                enum remap_decode_status *status, uint64_t *b_probed,
-               uint64_t *a_probed, int *err)
+               uint64_t *a_probed)
 {
   unsigned char hbuf[REMAP_HEADER_BYTES];
   struct remap_header h;
   enum remap_decode_status st;
   struct remap_geometry expect;
   char why[256];
+  int err;
 
   *status = REMAP_DECODE_NO_MAGIC;
   for (uint32_t s = REMAP_MIN_SECTOR_SIZE; s <= REMAP_MAX_SECTOR_SIZE; s *= 2) {
@@ -115,16 +117,17 @@ find_geometry (const struct remap_io *store, uint64_t store_size,
     if (s == (sector_size ? sector_size : REMAP_DEFAULT_SECTOR_SIZE))
       *b_probed = off;
     if (store->pread (store->opaque, hbuf, REMAP_HEADER_BYTES, off, 0,
-                      err) == -1)
-      return -1;
-    st = remap_header_decode (hbuf, &h);
+                      &err) == -1)
+      st = REMAP_DECODE_UNREADABLE;
+    else
+      st = remap_header_decode (hbuf, &h);
     if (st == REMAP_DECODE_OK &&
         (h.geo.internal != internal || h.geo.header_offset[1] != (uint64_t) off))
       st = REMAP_DECODE_BAD_GEOMETRY;
     if (st == REMAP_DECODE_OK) {
       *geo = h.geo;
       *status = st;
-      return 0;
+      return;
     }
     if (*status == REMAP_DECODE_NO_MAGIC)
       *status = st;
@@ -140,16 +143,17 @@ find_geometry (const struct remap_io *store, uint64_t store_size,
                                 sector_size ? sector_size
                                 : REMAP_DEFAULT_SECTOR_SIZE,
                                 spare_count, why, sizeof why) == -1)
-      return 0;
+      return;
     a_offset = expect.header_offset[0];
   }
   *a_probed = a_offset;
   if (store_size < a_offset + REMAP_HEADER_BYTES)
-    return 0;
+    return;
   if (store->pread (store->opaque, hbuf, REMAP_HEADER_BYTES, a_offset, 0,
-                    err) == -1)
-    return -1;
-  st = remap_header_decode (hbuf, &h);
+                    &err) == -1)
+    st = REMAP_DECODE_UNREADABLE;
+  else
+    st = remap_header_decode (hbuf, &h);
   if (st == REMAP_DECODE_OK &&
       (h.geo.internal != internal || h.geo.header_offset[0] != a_offset))
     st = REMAP_DECODE_BAD_GEOMETRY;
@@ -159,14 +163,12 @@ find_geometry (const struct remap_io *store, uint64_t store_size,
   }
   else if (*status == REMAP_DECODE_NO_MAGIC)
     *status = st;
-  return 0;
 }
 
-int
+void
 remap_metadata_load (const struct remap_io *store, uint64_t store_size,
                      bool internal, uint32_t sector_size,
-                     uint32_t spare_count, struct remap_load_result *r,
-                     int *err)
+                     uint32_t spare_count, struct remap_load_result *r)
 {
   struct remap_geometry geo;
   enum remap_decode_status st;
@@ -174,36 +176,93 @@ remap_metadata_load (const struct remap_io *store, uint64_t store_size,
 
   memset (r, 0, sizeof *r);
   r->copy[0].offset = r->copy[1].offset = REMAP_NOT_LOCATED;
-  if (find_geometry (store, store_size, internal, sector_size, spare_count,
-                     &geo, &st, &r->copy[1].offset, &r->copy[0].offset,
-                     err) == -1)
-    return -1;
+  find_geometry (store, store_size, internal, sector_size, spare_count,
+                 &geo, &st, &r->copy[1].offset, &r->copy[0].offset);
   if (st == REMAP_DECODE_NO_MAGIC) {
     r->found = REMAP_FOUND_NOTHING;
-    return 0;
+    return;
   }
   if (st != REMAP_DECODE_OK) {
     r->found = REMAP_FOUND_DAMAGED;
     for (int i = 0; i < REMAP_COPIES; i++)
       r->copy[i].status = st;
-    return 0;
+    return;
   }
 
 
-  struct remap_header h[REMAP_COPIES];
-  struct remap_entry *entries[REMAP_COPIES];
+  /* Every place a copy may be: the two homes, then the slots. */
+  struct remap_header h[REMAP_COPIES], found;
+  struct remap_entry *entries[REMAP_COPIES] = { NULL }, *found_entries;
   for (int i = 0; i < REMAP_COPIES; i++) {
     r->copy[i].offset = geo.header_offset[i];
-    r->copy[i].status = read_copy (store, &geo, i, &h[i], &entries[i]);
-    if (r->copy[i].status == REMAP_DECODE_OK) {
-      r->copy[i].generation = h[i].generation;
-      if (best == -1 || h[i].generation > h[best].generation)
-        best = i;
-    }
+    r->copy[i].location = REMAP_LOCATION_HOME;
   }
+  for (uint32_t place = 0; place < REMAP_COPIES + REMAP_RELOCATION_SLOTS;
+       place++) {
+    bool home = place < REMAP_COPIES;
+    uint32_t location = home ? REMAP_LOCATION_HOME
+      : place - REMAP_COPIES + 1;
+    uint64_t hoff, toff;
+    uint32_t first, n;
+
+    if (!home && !remap_relocation_slot (&geo, location - 1, &first, &n))
+      break;
+    remap_copy_offsets (&geo, home ? (int) place : 0, location, &hoff, &toff);
+    st = read_copy (store, &geo, hoff, toff, &found, &found_entries);
+    /* A copy counts only where it says it is; slots normally hold
+     * data, so what is not a copy there is not an error.
+     */
+    if (st == REMAP_DECODE_OK &&
+        (found.location != location ||
+         (home && found.copy_index != place)))
+      st = REMAP_DECODE_BAD_GEOMETRY;
+    if (st != REMAP_DECODE_OK) {
+      free (found_entries);
+      if (home)
+        r->copy[place].status = st;
+      continue;
+    }
+    int i = found.copy_index;
+    if (entries[i] && h[i].generation >= found.generation) {
+      free (found_entries);
+      continue;
+    }
+    free (entries[i]);
+    entries[i] = found_entries;
+    h[i] = found;
+    r->copy[i] = (struct remap_copy_report) {
+      .status = REMAP_DECODE_OK, .offset = hoff, .location = location,
+      .generation = found.generation,
+    };
+  }
+  for (int i = 0; i < REMAP_COPIES; i++)
+    if (entries[i] && (best == -1 || h[i].generation > h[best].generation))
+      best = i;
   if (best == -1) {
     r->found = REMAP_FOUND_DAMAGED;
-    return 0;
+    return;
+  }
+  /* A copy in a slot whose spares the newest table gives to sectors
+   * was abandoned and overwritten since: it is not a copy any more.
+   */
+  for (int i = 0; i < REMAP_COPIES; i++) {
+    uint32_t first, n;
+    if (i == best || entries[i] == NULL ||
+        r->copy[i].location == REMAP_LOCATION_HOME)
+      continue;
+    remap_relocation_slot (&geo, r->copy[i].location - 1, &first, &n);
+    for (uint32_t e = 0; e < h[best].entry_count; e++)
+      if (entries[best][e].state != REMAP_STATE_PENDING &&
+          entries[best][e].spare >= first &&
+          entries[best][e].spare - first < n) {
+        free (entries[i]);
+        entries[i] = NULL;
+        r->copy[i] = (struct remap_copy_report) {
+          .status = REMAP_DECODE_BAD_CHECKSUM,
+          .offset = geo.header_offset[i], .location = REMAP_LOCATION_HOME,
+        };
+        break;
+      }
   }
   r->found = REMAP_FOUND_VALID;
   r->header = h[best];
@@ -215,7 +274,6 @@ remap_metadata_load (const struct remap_io *store, uint64_t store_size,
         r->copy[i].generation != h[best].generation)
       r->needs_repair = true;
   }
-  return 0;
 }
 
 void
@@ -236,9 +294,10 @@ remap_metadata_describe (const struct remap_load_result *r,
                     i ? "; " : "", 'A' + i);
     else if (c->status == REMAP_DECODE_OK)
       n = snprintf (buf + used, len - used,
-                    "%scopy %c at offset %" PRIu64 ": valid, generation %"
+                    "%scopy %c at offset %" PRIu64 "%s: valid, generation %"
                     PRIu64, i ? "; " : "", 'A' + i, c->offset,
-                    c->generation);
+                    c->location == REMAP_LOCATION_HOME ? ""
+                    : " (moved to spare sectors)", c->generation);
     else
       n = snprintf (buf + used, len - used,
                     "%scopy %c at offset %" PRIu64 ": %s", i ? "; " : "",
@@ -259,31 +318,105 @@ aborting (struct remap_metadata *md, int *err)
   return false;
 }
 
-/* Writes copy i: its table, then its header, then a flush. */
+void
+remap_metadata_adopt (struct remap_metadata *md,
+                      const struct remap_load_result *lr)
+{
+  md->geo = lr->header.geo;
+  md->generation = lr->header.generation;
+  memcpy (md->counters, lr->header.counters, sizeof md->counters);
+  for (int i = 0; i < REMAP_COPIES; i++) {
+    md->copy_valid[i] = lr->copy[i].status == REMAP_DECODE_OK &&
+      lr->copy[i].generation == lr->header.generation;
+    md->location[i] = lr->copy[i].status == REMAP_DECODE_OK
+      ? lr->copy[i].location : REMAP_LOCATION_HOME;
+  }
+}
+
+/* Writes copy i where it lives: its table, then its header, then a
+ * flush.
+ */
 static int
 write_copy (struct remap_metadata *md, int i, struct remap_header *h,
             const unsigned char *table, uint64_t table_write_len,
             unsigned char *hslot, int *err)
 {
   const struct remap_io *store = md->store;
+  uint64_t header_offset, table_offset;
 
   h->copy_index = i;
+  h->location = md->location[i];
+  remap_copy_offsets (&md->geo, i, md->location[i], &header_offset,
+                      &table_offset);
   remap_header_encode (h, table, hslot);
   /* From here until the flush, this copy may not hold the newest
    * table: the next update must write it first.
    */
   md->copy_valid[i] = false;
   if (aborting (md, err) ||
-      metadata_pwrite (store, table, table_write_len,
-                       md->geo.table_offset[i], err) == -1 ||
+      metadata_pwrite (store, table, table_write_len, table_offset,
+                       err) == -1 ||
       aborting (md, err) ||
-      metadata_pwrite (store, hslot, md->geo.header_bytes,
-                       md->geo.header_offset[i], err) == -1 ||
+      metadata_pwrite (store, hslot, md->geo.header_bytes, header_offset,
+                       err) == -1 ||
       aborting (md, err) ||
       remap_io_flush (store, err) == -1)
     return -1;
   md->copy_valid[i] = true;
   return 0;
+}
+
+/* True if a sector entry or a retired spare lies in [first, first+n):
+ * the table being written still points there (a spare released since
+ * the snapshot), so no copy may go there.
+ */
+static bool
+entries_use_spares (const struct remap_entry *entries, size_t nr_entries,
+                    uint32_t first, uint32_t n)
+{
+  for (size_t e = 0; e < nr_entries; e++)
+    if (entries[e].state != REMAP_STATE_PENDING &&
+        entries[e].spare >= first && entries[e].spare - first < n)
+      return true;
+  return false;
+}
+
+/* Copy i failed a write where it lives: moves it to the first free
+ * relocation slot that takes the write.  A slot that fails is not
+ * tried again; the slot the copy leaves goes back to the pool.
+ */
+static int
+move_copy (struct remap_metadata *md, int i,
+           const struct remap_entry *entries, size_t nr_entries,
+           struct remap_header *h, const unsigned char *table,
+           uint64_t table_write_len, unsigned char *hslot, int *err)
+{
+  const uint32_t old = md->location[i];
+  uint32_t first, n, old_first, old_n;
+
+  if (old != REMAP_LOCATION_HOME)
+    md->failed_slots |= 1u << (old - 1);
+  for (uint32_t k = 0; remap_relocation_slot (&md->geo, k, &first, &n); k++) {
+    if (md->failed_slots & (1u << k))
+      continue;
+    /* The other copy's slot is taken, so is never offered here. */
+    if (entries_use_spares (entries, nr_entries, first, n) ||
+        md->take_run (md->run_opaque, first, n) == -1)
+      continue;
+    __atomic_store_n (&md->location[i], k + 1, __ATOMIC_RELAXED);
+    if (write_copy (md, i, h, table, table_write_len, hslot, err) == 0) {
+      if (old != REMAP_LOCATION_HOME &&
+          remap_relocation_slot (&md->geo, old - 1, &old_first, &old_n))
+        md->release_run (md->run_opaque, old_first, old_n);
+      return 0;
+    }
+    __atomic_store_n (&md->location[i], old, __ATOMIC_RELAXED);
+    md->release_run (md->run_opaque, first, n);
+    if (*err == ESHUTDOWN)
+      return -1;
+    md->failed_slots |= 1u << k;
+  }
+  return -1;
 }
 
 int
@@ -340,7 +473,10 @@ remap_metadata_write (struct remap_metadata *md,
    */
   for (k = 0; k < REMAP_COPIES; k++) {
     if (write_copy (md, order[k], &h, table, table_write_len,
-                    hslot, err) == 0)
+                    hslot, err) == 0 ||
+        (*err != ESHUTDOWN && md->take_run &&
+         move_copy (md, order[k], entries, n, &h, table, table_write_len,
+                    hslot, err) == 0))
       written++;
     else {
       if (!first_err)
@@ -375,8 +511,11 @@ remap_metadata_format (struct remap_metadata *md, int *err)
   }
   md->generation = 0;
   memset (md->counters, 0, sizeof md->counters);
-  for (int i = 0; i < REMAP_COPIES; i++)
+  for (int i = 0; i < REMAP_COPIES; i++) {
     md->copy_valid[i] = false;
+    md->location[i] = REMAP_LOCATION_HOME;
+  }
+  md->failed_slots = 0;
   if (remap_metadata_write (md, NULL, 0, &degraded, err) == -1)
     return -1;
   if (degraded) {

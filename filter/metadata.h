@@ -24,6 +24,7 @@ enum remap_found {
 struct remap_copy_report {
   enum remap_decode_status status;
   uint64_t offset;              /* of its header, or REMAP_NOT_LOCATED */
+  uint32_t location;            /* home or relocation slot + 1 */
   uint64_t generation;          /* when status is OK */
 };
 
@@ -38,12 +39,13 @@ struct remap_load_result {
 /* Looks for metadata in a store of store_size bytes.  sector_size is
  * the expected sector size, or 0 to try every size.  For internal
  * regions, spare_count (if non-zero) locates copy A when header B is
- * unreadable.
+ * unreadable.  Each copy is looked for at its home and in every
+ * relocation slot; the newest instance of each counts.
  */
-extern int remap_metadata_load (const struct remap_io *store,
-                                uint64_t store_size, bool internal,
-                                uint32_t sector_size, uint32_t spare_count,
-                                struct remap_load_result *result, int *err);
+extern void remap_metadata_load (const struct remap_io *store,
+                                 uint64_t store_size, bool internal,
+                                 uint32_t sector_size, uint32_t spare_count,
+                                 struct remap_load_result *result);
 
 /* One line describing each copy, for error messages and tools. */
 extern void remap_metadata_describe (const struct remap_load_result *r,
@@ -55,7 +57,15 @@ struct remap_metadata {
   const struct remap_io *store;
   uint64_t generation;          /* of the newest copy written */
   bool copy_valid[REMAP_COPIES];
+  uint32_t location[REMAP_COPIES];
   uint64_t counters[REMAP_NR_COUNTERS];
+  /* Takes or gives back the spares of a relocation slot; NULL (as in
+   * the tools) means a copy that fails a write is not moved.
+   */
+  int (*take_run) (void *opaque, uint32_t first, uint32_t count);
+  void (*release_run) (void *opaque, uint32_t first, uint32_t count);
+  void *run_opaque;
+  uint32_t failed_slots;        /* bit k: slot k failed a write */
   /* Asked before each plugin call of a write; may be NULL.  An update
    * stopped between calls leaves every copy valid (old or new).
    */
@@ -63,11 +73,19 @@ struct remap_metadata {
   void *abort_opaque;
 };
 
+/* Takes over where a load found the copies and what they hold (not
+ * the store or the callbacks).
+ */
+extern void remap_metadata_adopt (struct remap_metadata *md,
+                                  const struct remap_load_result *lr);
+
 /* Writes all copies with generation+1: flush the store (so spare data
  * is durable before anything points at it), then each copy followed
  * by a flush, invalid copies first so a valid one always survives a
- * crash.  Succeeds if at least one copy was written; *degraded says
- * whether any failed.
+ * crash.  A copy that fails with an I/O error moves to a free
+ * relocation slot if take_run is set (md->location changes).
+ * Succeeds if at least one copy was written; *degraded says whether
+ * any could not be.
  */
 extern int remap_metadata_write (struct remap_metadata *md,
                                  const struct remap_entry *entries,

@@ -140,12 +140,25 @@ remap_report_status (struct remap_device *dev, struct remap_buf *b)
                     ",\"copies_valid\":%s,\"syncs\":%" PRIu64
                     ",\"sync_failures\":%" PRIu64 ",\"last_sync_time\":%"
                     PRIu64 ",\"last_sync_duration_ns\":%" PRIu64
-                    ",\"dirty\":%s}}",
+                    ",\"dirty\":%s,\"copies\":[",
                     __atomic_load_n (&dev->md.generation, __ATOMIC_RELAXED),
                     degraded_copies (dev) ? "false" : "true",
                     st.syncs, st.failures, st.last_sync_time,
                     st.last_duration_ns,
                     remap_sync_is_dirty (dev->sync) ? "true" : "false");
+  for (int i = 0; i < REMAP_COPIES; i++) {
+    uint32_t location = __atomic_load_n (&dev->md.location[i],
+                                         __ATOMIC_RELAXED);
+    uint64_t header_offset, table_offset;
+
+    remap_copy_offsets (g, i, location, &header_offset, &table_offset);
+    remap_buf_printf (b, "%s{\"offset\":%" PRIu64 ",\"moved\":%s,"
+                      "\"valid\":%s}", i ? "," : "", header_offset,
+                      location == REMAP_LOCATION_HOME ? "false" : "true",
+                      __atomic_load_n (&dev->md.copy_valid[i],
+                                       __ATOMIC_RELAXED) ? "true" : "false");
+  }
+  remap_buf_printf (b, "]}}");
 }
 
 static const char *

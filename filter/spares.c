@@ -108,18 +108,62 @@ remap_spares_alloc (struct remap_spares *s, uint32_t *spare)
   return r;
 }
 
-void
-remap_spares_release (struct remap_spares *s, uint32_t spare)
+static bool
+is_taken (const struct remap_spares *s, uint32_t spare)
 {
+  return s->bits[spare / 64] & (UINT64_C (1) << (spare % 64));
+}
+
+int
+remap_spares_take_run (struct remap_spares *s, uint32_t first,
+                       uint32_t count)
+{
+  int r = 0;
+
   pthread_mutex_lock (&s->lock);
-  if (spare < s->count &&
-      (s->bits[spare / 64] & (UINT64_C (1) << (spare % 64))) &&
+  if (first > s->count || count > s->count - first)
+    r = -1;
+  for (uint32_t i = 0; r == 0 && i < count; i++)
+    if (is_taken (s, first + i))
+      r = -1;
+  if (r == 0) {
+    for (uint32_t i = 0; i < count; i++)
+      test_and_set (s, first + i);
+    s->used += count;
+  }
+  else
+    errno = EBUSY;
+  pthread_mutex_unlock (&s->lock);
+  return r;
+}
+
+static void
+release_locked (struct remap_spares *s, uint32_t spare)
+{
+  if (spare < s->count && is_taken (s, spare) &&
       !(s->retired_bits[spare / 64] & (UINT64_C (1) << (spare % 64)))) {
     s->bits[spare / 64] &= ~(UINT64_C (1) << (spare % 64));
     s->used--;
     if (spare / 64 < s->hint)
       s->hint = spare / 64;
   }
+}
+
+void
+remap_spares_release (struct remap_spares *s, uint32_t spare)
+{
+  pthread_mutex_lock (&s->lock);
+  release_locked (s, spare);
+  pthread_mutex_unlock (&s->lock);
+}
+
+void
+remap_spares_release_run (struct remap_spares *s, uint32_t first,
+                          uint32_t count)
+{
+  pthread_mutex_lock (&s->lock);
+  for (uint32_t i = 0; i < count; i++)
+    release_locked (s, first + i);
   pthread_mutex_unlock (&s->lock);
 }
 

@@ -29,6 +29,15 @@ extern int remap_spares_alloc (struct remap_spares *s, uint32_t *spare);
 /* Gives back a spare that was taken but never made durable. */
 extern void remap_spares_release (struct remap_spares *s, uint32_t spare);
 
+/* Takes the run [first, first+count) for a metadata copy moved off
+ * failing sectors, all of it or nothing: returns -1 (errno EBUSY) if
+ * any of it is taken.  The run counts as used.
+ */
+extern int remap_spares_take_run (struct remap_spares *s, uint32_t first,
+                                  uint32_t count);
+extern void remap_spares_release_run (struct remap_spares *s,
+                                      uint32_t first, uint32_t count);
+
 /* Retires a spare that failed: it stays taken forever and is saved in
  * the table so that it is never handed out again, even after restart.
  */

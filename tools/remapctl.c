@@ -476,16 +476,10 @@ static int
 load_metadata (struct remap_load_result *lr)
 {
   uint32_t ss = sector_size_opt ? sector_size_opt : REMAP_DEFAULT_SECTOR_SIZE;
-  int err;
 
-  if (remap_metadata_load (target.store, target.store_size, target.internal,
-                           sector_size_opt,
-                           default_spare_count (target.store_size, ss),
-                           lr, &err) == -1) {
-    error_msg ("reading the metadata of %s: %s", target_name (),
-               strerror (err));
-    return EXIT_ERROR;
-  }
+  remap_metadata_load (target.store, target.store_size, target.internal,
+                       sector_size_opt,
+                       default_spare_count (target.store_size, ss), lr);
   nbdkit_debug ("%s: %s", target_name (),
                 lr->found == REMAP_FOUND_VALID ? "metadata found" :
                 lr->found == REMAP_FOUND_DAMAGED ? "metadata damaged" :
@@ -1006,14 +1000,10 @@ cmd_repair (int argc, char **argv)
   }
 
   memset (&md, 0, sizeof md);
-  md.geo = lr.header.geo;
   md.store = target.store;
-  md.generation = lr.header.generation;
-  memcpy (md.counters, lr.header.counters, sizeof md.counters);
-  for (int i = 0; i < REMAP_COPIES; i++) {
-    md.copy_valid[i] = copy_current (&lr, i);
+  remap_metadata_adopt (&md, &lr);
+  for (int i = 0; i < REMAP_COPIES; i++)
     was_bad[i] = !md.copy_valid[i];
-  }
   if (remap_metadata_write (&md, lr.entries, lr.header.entry_count,
                             &degraded, &err) == -1) {
     error_msg ("rewriting the metadata of %s failed: %s", target_name (),

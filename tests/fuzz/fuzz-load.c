@@ -60,7 +60,6 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   struct remap_io io = { .pread = mem_pread, .pwrite = mem_pwrite };
   struct remap_load_result r;
   bool internal;
-  int err = 0;
   char desc[1024];
 
   if (size < 1)
@@ -69,9 +68,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   m.p = data + 1;
   m.size = size - 1;
   io.opaque = &m;
-  if (remap_metadata_load (&io, m.size, internal, sizes[(data[0] >> 1) & 3],
-                           spares[(data[0] >> 3) & 3], &r, &err) == -1)
-    return 0;
+  remap_metadata_load (&io, m.size, internal, sizes[(data[0] >> 1) & 3],
+                       spares[(data[0] >> 3) & 3], &r);
   remap_metadata_describe (&r, desc, sizeof desc);
   if (r.found == REMAP_FOUND_VALID) {
     const struct remap_geometry *g = &r.header.geo;

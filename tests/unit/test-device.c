@@ -266,10 +266,8 @@ decode_copy (struct fixture *fx, const struct remap_geometry *g, int i,
 static void
 load_store (struct fixture *fx, struct remap_load_result *lr)
 {
-  int err = 0;
-
-  ck_assert_int_eq (remap_metadata_load (&fx->store->io, fx->store->size,
-                                         fx->internal, 0, 0, lr, &err), 0);
+  remap_metadata_load (&fx->store->io, fx->store->size, fx->internal, 0, 0,
+                       lr);
 }
 
 static bool
@@ -1009,6 +1007,162 @@ START_TEST (test_metadata_failure_fails_write)
 }
 END_TEST
 
+/* ---- Failing sectors under the metadata. ---- */
+
+/* Enough spares for relocation slots (each holds a header and a
+ * table) to fit at the top of the pool.
+ */
+#define RELOC_SPARES 200
+
+static uint64_t
+slot_offset (struct fixture *fx, uint32_t k)
+{
+  uint32_t first, n;
+
+  ck_assert (remap_relocation_slot (&fx->dev->geo, k, &first, &n));
+  return fx->dev->geo.spare_offset + (uint64_t) first * SS;
+}
+
+static uint32_t
+slot_spares (struct fixture *fx, uint32_t k)
+{
+  uint32_t first, n;
+
+  ck_assert (remap_relocation_slot (&fx->dev->geo, k, &first, &n));
+  return n;
+}
+
+/* Copy A is on disk at slot k, current, and loads from there. */
+static void
+expect_copy_a_in_slot (struct fixture *fx, uint32_t k, uint32_t entries)
+{
+  struct remap_load_result lr;
+
+  load_store (fx, &lr);
+  ck_assert_int_eq (lr.found, REMAP_FOUND_VALID);
+  ck_assert_msg (!lr.needs_repair, "a copy is stale after the move");
+  ck_assert_uint_eq (lr.copy[0].location, k + 1);
+  ck_assert_uint_eq (lr.copy[0].offset, slot_offset (fx, k));
+  ck_assert_uint_eq (lr.copy[1].location, REMAP_LOCATION_HOME);
+  ck_assert_uint_eq (lr.header.entry_count, entries);
+  free (lr.entries);
+}
+
+/* A sector under copy A fails: the copy moves to a relocation slot,
+ * both copies stay current, the move survives a restart, and a slot
+ * that fails in turn is left for the next one.
+ */
+START_TEST (test_metadata_copy_moves)
+{
+  struct fixture fx;
+  uint64_t old_home_a;
+
+  fixture_init (&fx, true, RELOC_SPARES);
+  open_ok (&fx);
+  start (&fx);
+  old_home_a = fx.dev->geo.table_offset[0];
+  memdisk_fail_write (fx.store, old_home_a / SS);
+  memdisk_fail_write (fx.disk, 10);
+  write_sector (&fx, 10, 1);
+  ck_assert_uint_lt (expect_remapped (&fx, 10), RELOC_SPARES / 2);
+  ck_assert_uint_eq (fx.dev->md.location[0], 1);
+  ck_assert (fx.dev->md.copy_valid[0] && fx.dev->md.copy_valid[1]);
+  ck_assert (!fx.dev->redundancy_reduced);
+  ck_assert_uint_eq (remap_spares_used (fx.dev->spares),
+                     1 + slot_spares (&fx, 0));
+  ck_assert_msg (strstr (stub_last_error, "moved it to spare sectors"),
+                 "no log of the move: %s", stub_last_error);
+  expect_copy_a_in_slot (&fx, 0, 1);
+
+  reopen (&fx);
+  start (&fx);
+  ck_assert_uint_eq (fx.dev->md.location[0], 1);
+  ck_assert_uint_eq (remap_spares_used (fx.dev->spares),
+                     1 + slot_spares (&fx, 0));
+  expect_sector (&fx, 10, 1);
+
+  /* Slot 0 fails too: on to slot 1, and slot 0 is spares again. */
+  memdisk_fail_write (fx.store, slot_offset (&fx, 0) / SS);
+  memdisk_fail_write (fx.disk, 11);
+  write_sector (&fx, 11, 2);
+  ck_assert_uint_eq (fx.dev->md.location[0], 2);
+  ck_assert_uint_eq (remap_spares_used (fx.dev->spares),
+                     2 + slot_spares (&fx, 1));
+  expect_copy_a_in_slot (&fx, 1, 2);
+
+  reopen (&fx);
+  ck_assert_uint_eq (fx.dev->md.location[0], 2);
+  expect_sector (&fx, 10, 1);
+  expect_sector (&fx, 11, 2);
+  fixture_free (&fx);
+}
+END_TEST
+
+/* Header B cannot even be read after a restart: the table is found
+ * through copy A, where the parameters put it, and the repair at open
+ * moves copy B away from its failing header.
+ */
+START_TEST (test_unreadable_header_b)
+{
+  struct fixture fx;
+
+  fixture_init (&fx, true, RELOC_SPARES);
+  open_ok (&fx);
+  memdisk_fail_write (fx.disk, 10);
+  write_sector (&fx, 10, 1);
+  memdisk_fail_read (fx.store, fx.dev->geo.header_offset[1] / SS);
+  memdisk_fail_write (fx.store, fx.dev->geo.header_offset[1] / SS);
+  reopen (&fx);
+  expect_sector (&fx, 10, 1);
+  ck_assert_uint_eq (fx.dev->md.location[1], 1);
+  ck_assert (fx.dev->md.copy_valid[0] && fx.dev->md.copy_valid[1]);
+  memdisk_fail_write (fx.disk, 11);
+  write_sector (&fx, 11, 2);
+  reopen (&fx);
+  ck_assert_uint_eq (fx.dev->md.location[1], 1);
+  expect_sector (&fx, 10, 1);
+  expect_sector (&fx, 11, 2);
+  fixture_free (&fx);
+}
+END_TEST
+
+/* No copy can be written anywhere: the write that needs a remap fails
+ * and so does a flush; what was stored before still reads.
+ */
+START_TEST (test_no_metadata_copy_writable)
+{
+  struct fixture fx;
+  unsigned char buf[SS];
+  int err = 0;
+
+  fixture_init (&fx, true, RELOC_SPARES);
+  open_ok (&fx);
+  memdisk_fail_write (fx.disk, 10);
+  write_sector (&fx, 10, 1);
+  write_sector (&fx, 20, 20);
+  for (int i = 0; i < REMAP_COPIES; i++)
+    memdisk_fail_write (fx.store, fx.dev->geo.header_offset[i] / SS);
+  for (uint32_t k = 0; k < REMAP_RELOCATION_SLOTS; k++) {
+    uint32_t first, n;
+    if (remap_relocation_slot (&fx.dev->geo, k, &first, &n))
+      memdisk_fail_write (fx.store, slot_offset (&fx, k) / SS);
+  }
+  memdisk_fail_write (fx.disk, 11);
+  pattern (buf, SS, 2);
+  ck_assert_int_eq (remap_device_pwrite (fx.dev, origin (&fx), buf, SS,
+                                         11 * SS, 0, &err), -1);
+  ck_assert_int_eq (err, EIO);
+  ck_assert_msg (strstr (stub_last_error, "writing the remap table failed"),
+                 "the log does not say why: %s", stub_last_error);
+  err = 0;
+  ck_assert_int_eq (remap_device_sync (fx.dev, &err), -1);
+  ck_assert_int_eq (err, EIO);
+  expect_sector (&fx, 10, 1);
+  expect_sector (&fx, 20, 20);
+  fixture_free (&fx);
+}
+END_TEST
+
 /* ---- Pending sectors, failing spares, the last partial sector. ---- */
 
 /* An unreadable sector becomes pending (reads fail, nothing is
@@ -1532,6 +1686,9 @@ device_suite (void)
   tcase_add_test (data, test_zero_on_remapped);
   tcase_add_test (data, test_trim_on_remapped);
   tcase_add_test (data, test_metadata_failure_fails_write);
+  tcase_add_test (data, test_metadata_copy_moves);
+  tcase_add_test (data, test_unreadable_header_b);
+  tcase_add_test (data, test_no_metadata_copy_writable);
   tcase_add_test (data, test_walk);
   tcase_add_test (data, test_pending_inline);
   tcase_add_test (data, test_pending_thread);
