@@ -3,7 +3,8 @@
 #   ctl.py SOCKET COMMAND...   sends each COMMAND as a line, prints each
 #                              JSON reply on its own line.
 #   ctl.py SOCKET --get PATH COMMAND  prints one field of the reply, PATH
-#                              like counters.remaps or spares.used.
+#                              like counters.remaps, spares.used or
+#                              metadata.copies.0.moved (lists by index).
 import json
 import signal
 import socket
@@ -30,7 +31,7 @@ def main():
         if get:
             v = json.loads(line)
             for k in get:
-                v = v[k]
+                v = v[int(k)] if isinstance(v, list) else v[k]
             print(v)
         else:
             print(line.strip())

@@ -514,8 +514,10 @@ print_copies (FILE *fp, const struct remap_load_result *lr,
                copy_name (i));
       continue;
     }
-    fprintf (fp, "%scopy %s (header at offset %" PRIu64 "): ", indent,
-             copy_name (i), c->offset);
+    fprintf (fp, "%scopy %s (header at offset %" PRIu64 "%s): ", indent,
+             copy_name (i), c->offset,
+             c->location == REMAP_LOCATION_HOME ? ""
+             : ", moved to spare sectors");
     if (c->status != REMAP_DECODE_OK)
       fprintf (fp, "bad: %s\n", remap_decode_strerror (c->status));
     else if (lr->found == REMAP_FOUND_VALID &&
@@ -843,8 +845,9 @@ print_json (struct remap_device *dev, const struct remap_load_result *lr)
   for (int i = 0; i < REMAP_COPIES; i++) {
     const struct remap_copy_report *c = &lr->copy[i];
     remap_buf_printf (&b, "%s{\"copy\":\"%s\",\"offset\":%" PRIu64
-                      ",\"valid\":%s,\"current\":%s,\"state\":",
-                      i ? "," : "", copy_name (i), c->offset,
+                      ",\"moved\":%s,\"valid\":%s,\"current\":%s,"
+                      "\"state\":", i ? "," : "", copy_name (i), c->offset,
+                      c->location == REMAP_LOCATION_HOME ? "false" : "true",
                       c->status == REMAP_DECODE_OK ? "true" : "false",
                       copy_current (lr, i) ? "true" : "false");
     remap_buf_json_string (&b, remap_decode_strerror (c->status));

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Proves what happens when the sectors under the metadata go bad (in
+# internal mode the copies sit on the same failing disk as the data):
+# a copy that cannot be written moves to spare sectors, both copies
+# stay current, the move survives a restart and remapctl sees it; when
+# no copy can be written anywhere, the write that needed a remap and
+# the flush after it fail with EIO, the log says why, and what was
+# stored before still reads.
+source "$(dirname "$0")/functions.sh"
+set -e
+requires qemu-io nbdsh
+
+disk=$tmp/disk.img
+list=$tmp/bad.txt
+ctl=$tmp/ctl.sock
+ss=4096
+truncate -s 64M "$disk"
+: >"$list"
+
+serve ()
+{
+  start_server sock "$1" -v --filter="$REMAP_FILTER" \
+    --filter="$BADSECTOR_FILTER" file "$disk" badsector-file="$list" \
+    remap-control="$ctl" remap-spare-size=4M
+}
+
+serve "$tmp/log"
+qio "$sock" -c "write -P 0x11 0 1M"
+header_a=$(( $(ctl_get metadata.copies.0.offset) / ss ))
+header_b=$(( $(ctl_get metadata.copies.1.offset) / ss ))
+[ "$(ctl_get metadata.copies.0.moved)" = False ] ||
+  fail "copy A starts out moved"
+
+# 1. Header A's sector stops taking writes; sector 5 fails too, so
+#    remapping it needs a metadata write.  Copy A moves; the write
+#    succeeds; both copies are current.
+printf 'write %d\nwrite 5\n' "$header_a" >"$list"
+qio "$sock" -c "write -P 0x22 $((5*ss)) $ss" -c "read -P 0x22 $((5*ss)) $ss"
+[ "$(ctl_get metadata.copies.0.moved)" = True ] || fail "copy A did not move"
+[ "$(ctl_get metadata.copies_valid)" = True ] ||
+  fail "redundancy reduced although copy A could move"
+moved_to=$(ctl_get metadata.copies.0.offset)
+[ $((moved_to / ss)) -ne "$header_a" ] || fail "copy A is still at home"
+grep -q "metadata copy A could not be written .* moved it to spare sectors" \
+  "$tmp/log" || fail "the move is not logged"
+# The slot's spares are no longer in the pool.
+[ "$(ctl_get spares.used)" -gt 1 ] || fail "the slot's spares are still free"
+stop_server "$sock"
+
+# 2. A fresh start finds copy A where it went; so does remapctl.
+out=$(timeout 30 "$REMAPCTL" --disk "$disk" check) ||
+  fail "remapctl check after the move: $out"
+echo "$out" | grep -q "copy A (header at offset $moved_to, moved to spare sectors): valid" ||
+  fail "remapctl does not see the moved copy: $out"
+serve "$tmp/log2"
+[ "$(ctl_get metadata.copies.0.moved)" = True ] || fail "the move was lost"
+[ "$(ctl_get metadata.copies.0.offset)" -eq "$moved_to" ] ||
+  fail "copy A came back somewhere else"
+qio "$sock" -c "read -P 0x22 $((5*ss)) $ss" -c "read -P 0x11 0 $((5*ss))"
+
+# 3. Every place a copy can live fails writes: both homes and every
+#    relocation slot (at the top of the pool, see filter/format.h).
+total=$(ctl_get spares.total)
+spare0=$(( $(ctl_get geometry.spare_offset) / ss ))
+table=$(( ((2*total + 1024) * 16 + ss - 1) / ss ))
+run=$((1 + table))
+{
+  printf 'write %d\nwrite %d\nwrite 6\n' "$header_a" "$header_b"
+  for k in 0 1 2 3; do
+    echo "write $((spare0 + total - (k+1)*run))"
+  done
+} >"$list"
+out=$(timeout 30 qemu-io -f raw "$(uri "$sock")" \
+        -c "write -P 0x33 $((6*ss)) $ss" 2>&1) || true
+echo "$out" | grep -q "Input/output error" ||
+  fail "a write whose remap cannot be made durable succeeded: $out"
+out=$(timeout 30 nbdsh -u "$(uri "$sock")" -c 'h.flush ()' 2>&1) &&
+  fail "flush succeeded with no durable metadata copy"
+echo "$out" | grep -q "Input/output error" || fail "flush: $out"
+grep -q "writing the remap table failed" "$tmp/log2" ||
+  fail "the log does not say why"
+qio "$sock" -c "read -P 0x22 $((5*ss)) $ss" -c "read -P 0x11 0 $((5*ss))"
+
+# 4. The disk recovers: the next flush makes everything durable, and
+#    a restart still finds it all.
+: >"$list"
+qio "$sock" -c "flush"
+stop_server "$sock"
+serve "$tmp/log3"
+qio "$sock" -c "read -P 0x22 $((5*ss)) $ss" -c "read -P 0x11 0 $((5*ss))"
+[ "$(ctl_get metadata.copies_valid)" = True ] || fail "copies not valid"
+stop_server "$sock"
+[ "$STOP_RC" -eq 0 ] || fail "nbdkit exited with status $STOP_RC"
