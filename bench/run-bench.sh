@@ -12,9 +12,11 @@
 #      over a DISK_GIB (16 GiB) sparse disk
 #   D  remap with every sector of the I/O region remapped
 #   E  nbdkit --filter=cow file IMG                         (reference)
+#   F  nbdkit --filter=nofilter file IMG: an empty filter layer, what
+#      any filter costs before it does anything          (reference)
 # fio (ioengine=nbd) runs the same workloads on every configuration,
 # over the same region [0, REGION_MIB) of the export, alternating
-# A B C D E within each round, for ROUNDS rounds.  The medians and the
+# A B C D E F within each round, for ROUNDS rounds.  The medians and the
 # ratios to A are printed and written to bench/RESULTS.md, followed by
 # the output of bench/table-bench.c.
 #
@@ -25,7 +27,7 @@
 #   DISK_GIB [16]       size of the sparse image
 #   REGION_MIB [256]    the region fio uses (and D remaps entirely)
 #   C_REMAPS [100000]   remapped sectors in C
-#   CONFIGS ["A B C D E"]   WORKLOADS [all five]
+#   CONFIGS ["A B C D E F"]   WORKLOADS [all five]
 #   MAX_OTHER [20]      a job during which other processes used more than
 #                       this % of one CPU is run again (the run with the
 #                       least such CPU is kept) ...
@@ -49,7 +51,7 @@ IODEPTH=${IODEPTH:-16}
 DISK_GIB=${DISK_GIB:-16}
 REGION_MIB=${REGION_MIB:-256}
 C_REMAPS=${C_REMAPS:-100000}
-CONFIGS=${CONFIGS:-"A B C D E"}
+CONFIGS=${CONFIGS:-"A B C D E F"}
 WORKLOADS=${WORKLOADS:-"randread-4k randwrite-4k seqread-1m seqwrite-1m 2conn-randrw-4k"}
 BUILDDIR=${BUILDDIR:-$top}
 REMAP_FILTER=${REMAP_FILTER:-$BUILDDIR/filter/.libs/nbdkit-remap-filter.so}
@@ -163,6 +165,7 @@ config_args () {
     C) echo "--filter=$REMAP_FILTER file $img remap-spare-size=${C_SPARE_MIB}M" ;;
     D) echo "--filter=$REMAP_FILTER file $img remap-spare-size=${D_SPARE_MIB}M" ;;
     E) echo "--filter=cow file $img" ;;
+    F) echo "--filter=nofilter file $img" ;;
     *) die "unknown configuration $c" ;;
   esac
 }
@@ -357,8 +360,8 @@ total=$(( ROUNDS * $(wc -w <<<"$run_configs") * nwork ))
 log "measuring: $ROUNDS rounds x $nwork workloads x configurations$run_configs," \
     "${RUNTIME} s each (about $(( total * (RUNTIME + 1) / 60 + 1 )) min)"
 # Within a round each workload runs on every configuration in turn,
-# A B C D E; each round starts one configuration later (round 2:
-# B C D E A, ...) so that no configuration always runs first.
+# A B C D E F; each round starts one configuration later (round 2:
+# B C D E F A, ...) so that no configuration always runs first.
 read -r -a order <<<"$run_configs"
 n=0
 for r in $(seq "$ROUNDS"); do
@@ -474,6 +477,7 @@ NAMES = {
     "C": "C remap, %s remaps spread" % meta["c_remaps"],
     "D": "D remap, all I/O remapped",
     "E": "E cow filter (reference)",
+    "F": "F nofilter: empty filter layer (reference)",
 }
 TARGET = {"B": 0.97, "C": 0.95, "D": 0.85}
 def target_for(c, w):

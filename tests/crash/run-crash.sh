@@ -6,7 +6,8 @@
 # (several connections, random FUA writes and flushes) while the
 # bad-sector list keeps gaining new failing sectors (so remaps and
 # metadata syncs happen all the time, some of them on spares that then
-# fail too), and SIGKILLs the server at a random moment.  Then it
+# fail too, and once per image each metadata copy's home fails so that
+# the copy moves to spare sectors), and SIGKILLs the server at a random moment.  Then it
 # restarts the server (half the time without the bad-sector filter),
 # checks that the table loads, and verifies every sector against the
 # client's journal: nothing covered by a completed flush or FUA write
@@ -49,10 +50,12 @@ epoch=0
 new_epoch=1
 spare_first=0
 spare_count=0
+meta_homes=()                   # sectors under each copy's home, unfailed
 
 # Totals.
 t_writes=0 t_flushes=0 t_fua=0 t_remaps=0 t_syncs=0 t_repairs=0
-t_badlines=0 t_idle_kills=0 t_lost=0 t_spare_bad=0 t_torn=0
+t_badlines=0 t_idle_kills=0 t_lost=0 t_spare_bad=0 t_torn=0 t_meta_bad=0
+t_moves=0
 prev_entries=0 prev_gen=0
 
 failure ()
@@ -68,14 +71,21 @@ failure ()
 }
 
 # One new line for the bad-sector list: a failing sector (or a short
-# range, or a once-only failure) where the workload writes, or now and
-# then a sector of the spare area, so that a spare fails and is retired.
+# range, or a once-only failure) where the workload writes, now and
+# then a sector of the spare area, so that a spare fails and is
+# retired, and rarely a sector under a metadata copy's home (each home
+# once per image, so that a copy always has somewhere left to go).
 bad_line ()
 {
   local r s e
   rnd 100; r=$R
   rnd "$units"; s=$R
-  if [ $r -lt 8 ] && [ "$spare_count" -gt 0 ]; then
+  if [ $r -lt 2 ] && [ ${#meta_homes[@]} -gt 0 ]; then
+    rnd ${#meta_homes[@]}
+    t_meta_bad=$((t_meta_bad + 1))
+    echo "write ${meta_homes[$R]}"
+    meta_homes=("${meta_homes[@]:0:$R}" "${meta_homes[@]:$((R + 1))}")
+  elif [ $r -lt 8 ] && [ "$spare_count" -gt 0 ]; then
     rnd "$spare_count"
     t_spare_bad=$((t_spare_bad + 1))
     echo "write $(( spare_first + R ))"
@@ -111,6 +121,7 @@ while [ $cycle -lt "$cycles" ]; do
     epoch=$((epoch + 1))
     new_epoch=0
     spare_count=0
+    meta_homes=()
     prev_entries=0
     prev_gen=0
   fi
@@ -153,6 +164,7 @@ while [ $cycle -lt "$cycles" ]; do
   fi
   srv_kill load KILL
   srv_reap load 5000
+  t_moves=$(( t_moves + $(grep -c "moved it to spare sectors" "$work/load.log") ))
   reap_bg "$cpid"
   crc=$?
   case $crc in
@@ -216,6 +228,9 @@ while [ $cycle -lt "$cycles" ]; do
     hb=$(header_b "$img")
     spare_first=$(( $(le_u64 "$img" $((hb + 64))) / ss ))
     spare_count=$(le_u32 "$img" $((hb + 72)))
+    # Header A or table A, then table B or header B.
+    rnd 2; meta_homes=($(( $(le_u64 "$img" $((hb + 88 + 16*R))) / ss )))
+    rnd 2; meta_homes+=($(( $(le_u64 "$img" $((hb + 112 - 16*R))) / ss )))
   fi
   [ "$used" -gt $(( total / 2 )) ] && new_epoch=1
   read -r w f u <<<"$(sed -n 's/.*writes=\([0-9]*\).* fua=\([0-9]*\) flushes=\([0-9]*\).*/\1 \3 \2/p' "$work/client.out")"
@@ -259,7 +274,8 @@ secs=$(( ($(now_ms) - start_ms) / 1000 ))
 echo "$test_name: cycles run: $cycle (epochs: $epoch), failures: $failures," \
      "time: $secs s, seed $seed"
 echo "$test_name: workload: $t_writes writes, $t_fua FUA, $t_flushes flushes;" \
-     "$t_badlines bad-sector lines added ($t_spare_bad in the spare area);" \
+     "$t_badlines bad-sector lines added ($t_spare_bad in the spare area," \
+     "$t_meta_bad under a metadata copy's home, $t_moves copies moved);" \
      "$t_idle_kills kills after the workload ended"
 echo "$test_name: persisted by the killed servers: $t_remaps new table" \
      "entries, $t_syncs metadata generations; $t_repairs restarts repaired" \
