@@ -15,15 +15,19 @@
 #   per copy = table bytes written (entries * 16 rounded up to the
 #              sector size, at least one sector) + header slot
 #              (4096 for sector sizes up to 4096)
-#   update   = 2 copies
+#   update   = 2 copies, or 3 when copy A moves: its table is written
+#              at home, its header fails there, then it is written
+#              again in a relocation slot, then copy B
 #
 # Geometries: 4096-byte sectors with an empty table; 512-byte
 # sectors; 4096-byte sectors with 300 entries already (a two-sector
-# table).  TORN_GEOMETRIES picks some of them (default "a b c").
+# table); 4096-byte sectors with header A's sector failing writes, so
+# that the update moves copy A to spare sectors.  TORN_GEOMETRIES
+# picks some of them (default "a b c d").
 source "$(dirname "$0")/crash-lib.sh"
 NBDIO="$PYTHON $crash_dir/nbdio.py"
 
-geometries=${TORN_GEOMETRIES:-a b c}
+geometries=${TORN_GEOMETRIES:-a b c d}
 failures=0
 cycles=0
 total_old=0
@@ -38,10 +42,10 @@ failure ()
 
 round_up () { echo $(( ($1 + $2 - 1) / $2 * $2 )); }
 
-# geometry NAME SECTOR_SIZE SPARE_SIZE PREPOPULATED_ENTRIES
+# geometry NAME SECTOR_SIZE SPARE_SIZE PREPOPULATED_ENTRIES BAD_HEADER_A
 geometry ()
 {
-  local name=$1 ss=$2 spare=$3 prepop=$4
+  local name=$1 ss=$2 spare=$3 prepop=$4 bad_home=$5 writes=2 bad_lines
   local img=$work/$name.img pristine=$work/$name.pristine list=$work/$name.bad
   local x=5 e0 tw hs per total n rc got state entries out
   local old=0 new=0 repairs=0 first_new="" last_old="" here=0
@@ -84,15 +88,22 @@ geometry ()
   tw=$(round_up $(( (e0 + 1) * 16 )) "$ss")
   hs=$(( ss > 4096 ? ss : 4096 ))
   per=$(( tw + hs ))
-  total=$(( 2 * per ))
+  bad_lines="write $x"
+  if [ "$bad_home" -eq 1 ]; then
+    writes=3
+    bad_lines+=$'\n'"write $(( $(le_u64 "$img" $(( $(header_b "$img") + 88 ))) / ss ))"
+  fi
+  total=$(( writes * per ))
   echo "$test_name: geometry $name: sector size $ss, $e0 entries before," \
-       "update = 2 x ($tw table + $hs header) = $total bytes"
+       "update = $writes x ($tw table + $hs header) = $total bytes"
 
   # Every 512 bytes, 1/511/513, and both sides of each write boundary
   # (table A, header A, table B, header B), and one past the end.
   local ns=(1 511 513)
   for ((n = 512; n <= total; n += 512)); do ns+=("$n"); done
-  for b in "$tw" "$per" $((per + tw)) "$total"; do
+  for b in "$tw" "$per" $((per + tw)) $((2 * per)) $((2 * per + tw)) \
+           "$total"; do
+    [ "$b" -le "$total" ] || continue
     ns+=($((b - 1)) "$b" $((b + 1)))
   done
   mapfile -t ns < <(printf '%s\n' "${ns[@]}" | sort -n -u)
@@ -100,7 +111,7 @@ geometry ()
   for n in "${ns[@]}"; do
     cycles=$((cycles + 1))
     cp "$pristine" "$img"
-    echo "write $x" >"$list"
+    echo "$bad_lines" >"$list"
     if ! srv_start hook "$work/hook.log" -D remap.crash_after="$n" \
          --filter="$REMAP_FILTER" --filter="$BADSECTOR_FILTER" file "$img" \
          badsector-file="$list" badsector-sector-size="$ss" "${common[@]}"
@@ -192,9 +203,10 @@ geometry ()
 
 for g in $geometries; do
   case $g in
-    a) geometry a 4096 256K 0 ;;
-    b) geometry b 512 256K 0 ;;
-    c) geometry c 4096 2M 300 ;;
+    a) geometry a 4096 256K 0 0 ;;
+    b) geometry b 512 256K 0 0 ;;
+    c) geometry c 4096 2M 300 0 ;;
+    d) geometry d 4096 256K 0 1 ;;
     *) fail "unknown geometry $g" ;;
   esac
 done
