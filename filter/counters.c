@@ -1,6 +1,6 @@
 /* nbdkit-remap: the I/O counters, cheap enough for the fast path.
  *
- * Every request bumps two counters.  With one shared atomic per
+ * Every request bumps two counters, through one lookup of its slot.  With one shared atomic per
  * counter, two connections on two CPUs would bounce the same cache
  * line on every request; instead each thread takes a slot of its own
  * (a cache line apart), writes it without atomic read-modify-write,
@@ -35,18 +35,22 @@ remap_counters_init (struct remap_device *dev)
   return 0;
 }
 
-void
-remap_counter_add (struct remap_device *dev, enum remap_counter c,
-                   uint64_t n)
+/* This thread's slot, or NULL once every slot is taken. */
+static struct remap_counter_slot *
+thread_slot (struct remap_device *dev)
 {
-  struct remap_counter_slot *slot;
-
   if (cached_id != dev->id) {
     unsigned i = __atomic_fetch_add (&dev->nr_slots, 1, __ATOMIC_RELAXED);
     cached_id = dev->id;
     cached_slot = i < REMAP_COUNTER_SLOTS ? &dev->slots[i] : NULL;
   }
-  slot = cached_slot;
+  return cached_slot;
+}
+
+static void
+slot_add (struct remap_device *dev, struct remap_counter_slot *slot,
+          enum remap_counter c, uint64_t n)
+{
   if (slot == NULL) {
     __atomic_fetch_add (&dev->counters[c], n, __ATOMIC_RELAXED);
     return;
@@ -57,6 +61,23 @@ remap_counter_add (struct remap_device *dev, enum remap_counter c,
   __atomic_store_n (&slot->v[c],
                     __atomic_load_n (&slot->v[c], __ATOMIC_RELAXED) + n,
                     __ATOMIC_RELAXED);
+}
+
+void
+remap_counter_add (struct remap_device *dev, enum remap_counter c,
+                   uint64_t n)
+{
+  slot_add (dev, thread_slot (dev), c, n);
+}
+
+void
+remap_count_request (struct remap_device *dev, enum remap_counter requests,
+                     enum remap_counter bytes, uint64_t n)
+{
+  struct remap_counter_slot *slot = thread_slot (dev);
+
+  slot_add (dev, slot, requests, 1);
+  slot_add (dev, slot, bytes, n);
 }
 
 uint64_t

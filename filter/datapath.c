@@ -138,8 +138,8 @@ remap_device_pread (struct remap_device *dev, const struct remap_io *origin,
                         .rbuf = buf, .flags = flags };
   int r;
 
-  remap_bump (dev, REMAP_COUNTER_READS, 1);
-  remap_bump (dev, REMAP_COUNTER_BYTES_READ, count);
+  remap_count_request (dev, REMAP_COUNTER_READS, REMAP_COUNTER_BYTES_READ,
+                       count);
   if (!may_touch (dev, count, offset))
     return read_run (dev, origin, buf, count, offset, flags, err);
   r = remap_device_walk (dev, count, offset, read_span, &rq, err);
@@ -215,8 +215,8 @@ write_or_zero (struct remap_device *dev, const struct remap_io *origin,
                         .wbuf = buf, .flags = flags };
   int r;
 
-  remap_bump (dev, REMAP_COUNTER_WRITES, 1);
-  remap_bump (dev, REMAP_COUNTER_BYTES_WRITTEN, count);
+  remap_count_request (dev, REMAP_COUNTER_WRITES,
+                       REMAP_COUNTER_BYTES_WRITTEN, count);
   if (!may_touch (dev, count, offset))
     r = write_run (&rq, buf, count, offset, err);
   else

@@ -189,6 +189,10 @@ extern uint64_t remap_device_counter (struct remap_device *dev,
 /* Adds to a counter from any thread (counters.c). */
 extern void remap_counter_add (struct remap_device *dev,
                                enum remap_counter c, uint64_t n);
+/* One request of n bytes: requests += 1, bytes += n. */
+extern void remap_count_request (struct remap_device *dev,
+                                 enum remap_counter requests,
+                                 enum remap_counter bytes, uint64_t n);
 extern int remap_counters_init (struct remap_device *dev);
 /* Sectors pending now. */
 extern uint64_t remap_device_pending (struct remap_device *dev);
