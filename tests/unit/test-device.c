@@ -11,7 +11,8 @@
  * refusing damaged metadata, a non-blank region and a spare file of
  * another disk; spare exhaustion; two writers racing on one bad
  * sector; zero and trim of a remapped sector going to its spare;
- * failed metadata writes failing the write; pending (unreadable)
+ * failed metadata writes failing the write; metadata copies moving off
+ * failing sectors (and back, and an unreadable header B); pending (unreadable)
  * sectors, their persistence and recovery; failing spares retired for
  * good; the short last sector of an external disk; unmapping; and
  * remap_device_walk.  Some tests run the sync thread, others sync
@@ -1098,6 +1099,35 @@ START_TEST (test_metadata_copy_moves)
 }
 END_TEST
 
+/* The moved copy is damaged while the server is down: the table loads
+ * from copy B, and the repair writes copy A at its home again (which
+ * works now), so the slot's spares go back to the pool.
+ */
+START_TEST (test_damaged_moved_copy)
+{
+  struct fixture fx;
+  uint64_t at;
+
+  fixture_init (&fx, true, RELOC_SPARES);
+  open_ok (&fx);
+  memdisk_fail_write (fx.store, fx.dev->geo.header_offset[0] / SS);
+  memdisk_fail_write (fx.disk, 10);
+  write_sector (&fx, 10, 1);
+  ck_assert_uint_eq (fx.dev->md.location[0], 1);
+  at = slot_offset (&fx, 0);
+  close_dev (&fx);
+  memdisk_heal (fx.store);
+  fx.store->data[at + 200] ^= 0x40;
+  stub_reset ();
+  open_ok (&fx);
+  ck_assert_uint_eq (fx.dev->md.location[0], REMAP_LOCATION_HOME);
+  ck_assert (fx.dev->md.copy_valid[0] && fx.dev->md.copy_valid[1]);
+  ck_assert_uint_eq (remap_spares_used (fx.dev->spares), 1);
+  expect_sector (&fx, 10, 1);
+  fixture_free (&fx);
+}
+END_TEST
+
 /* Header B cannot even be read after a restart: the table is found
  * through copy A, where the parameters put it, and the repair at open
  * moves copy B away from its failing header.
@@ -1688,6 +1718,7 @@ device_suite (void)
   tcase_add_test (data, test_metadata_failure_fails_write);
   tcase_add_test (data, test_metadata_copy_moves);
   tcase_add_test (data, test_unreadable_header_b);
+  tcase_add_test (data, test_damaged_moved_copy);
   tcase_add_test (data, test_no_metadata_copy_writable);
   tcase_add_test (data, test_walk);
   tcase_add_test (data, test_pending_inline);
