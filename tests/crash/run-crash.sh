@@ -190,7 +190,8 @@ while [ $cycle -lt "$cycles" ]; do
   atomic=()
   [ "$ss" -ge 4096 ] && atomic=(--atomic-blocks)
   vout=$(timeout 120 $PYTHON "$CLIENT" verify --socket "$SRV_SOCK" \
-           --journal "$journal" --settle --strict-acked "${atomic[@]}" 2>&1)
+           --journal "$journal" --sectors "$hot" --settle --strict-acked \
+           "${atomic[@]}" 2>&1)
   vrc=$?
   srv_kill check TERM
   srv_reap check 10000
