@@ -390,30 +390,69 @@ accept_client (void)
   return true;
 }
 
-static void
-write_metrics (void)
+/* Replaces the metrics file.  Returns -1 with errno set on failure. */
+static int
+replace_metrics (void)
 {
   struct remap_buf text = { 0 };
   CLEANUP_FREE char *tmp = NULL;
   FILE *fp;
+  int r = -1;
 
   if (asprintf (&tmp, "%s.tmp", ctl.metrics_path) == -1)
-    return;
+    return -1;
   remap_report_metrics (ctl.dev, &text);
   fp = fopen (tmp, "w");
   if (text.failed || fp == NULL ||
       fwrite (text.p, 1, text.len, fp) != text.len) {
-    nbdkit_debug ("remap-metrics-file: cannot write %s: %m", tmp);
     if (fp)
       fclose (fp);
     unlink (tmp);
   }
-  else if (fclose (fp) != 0 || rename (tmp, ctl.metrics_path) == -1) {
-    nbdkit_debug ("remap-metrics-file: cannot replace %s: %m",
-                  ctl.metrics_path);
+  else if (fclose (fp) != 0 || rename (tmp, ctl.metrics_path) == -1)
     unlink (tmp);
-  }
+  else
+    r = 0;
   remap_buf_free (&text);
+  return r;
+}
+
+static void
+metrics_error (const char *path)
+{
+  nbdkit_error ("remap-metrics-file: cannot write %s: %m (does the "
+                "directory exist, and may nbdkit write to it?)", path);
+}
+
+int
+remap_metrics_check (const char *path)
+{
+  CLEANUP_FREE char *tmp = NULL;
+  int fd;
+
+  if (asprintf (&tmp, "%s.tmp", path) == -1) {
+    nbdkit_error ("asprintf: %m");
+    return -1;
+  }
+  fd = open (tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd == -1) {
+    metrics_error (path);
+    return -1;
+  }
+  close (fd);
+  unlink (tmp);
+  return 0;
+}
+
+/* While serving a failed write is not worth stopping for (the next
+ * one may work): said in the debug log only.
+ */
+static void
+write_metrics (void)
+{
+  if (replace_metrics () == -1)
+    nbdkit_debug ("remap-metrics-file: cannot write %s: %m",
+                  ctl.metrics_path);
 }
 
 /* After each metadata sync (at most once a second), and every few
@@ -504,8 +543,10 @@ remap_control_start (struct remap_device *dev, const struct remap_io *origin,
     nbdkit_error ("remap: pipe: %m");
     return -1;
   }
-  if (ctl.metrics_path)
-    write_metrics ();
+  if (ctl.metrics_path && replace_metrics () == -1) {
+    metrics_error (ctl.metrics_path);
+    return -1;
+  }
   ctl.cancelled = false;
   err = pthread_create (&ctl.thread, NULL, control_thread, NULL);
   if (err) {

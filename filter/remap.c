@@ -124,15 +124,31 @@ parse_warn (const char *value)
   return 0;
 }
 
+/* A file name parameter, made absolute (nbdkit changes directory when
+ * it forks).
+ */
+static int
+config_path (const char *key, const char *value, char **path)
+{
+  free (*path);
+  *path = NULL;
+  if (*value == '\0') {
+    nbdkit_error ("%s: the file name is empty", key);
+    return -1;
+  }
+  *path = nbdkit_absolute_path (value);
+  return *path ? 0 : -1;
+}
+
 static int
 parse_add_file (const char *value)
 {
-  CLEANUP_FREE char *path = nbdkit_absolute_path (value);
+  CLEANUP_FREE char *path = NULL;
   FILE *fp;
   char why[512];
   int r;
 
-  if (path == NULL)
+  if (config_path ("remap-add-file", value, &path) == -1)
     return -1;
   fp = fopen (path, "r");
   if (fp == NULL) {
@@ -181,15 +197,8 @@ static int
 remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
               const char *key, const char *value)
 {
-  if (strcmp (key, "remap-spare") == 0) {
-    free (spare_path);
-    if (*value == '\0') {
-      nbdkit_error ("remap-spare: the file name is empty");
-      return -1;
-    }
-    spare_path = nbdkit_absolute_path (value);
-    return spare_path ? 0 : -1;
-  }
+  if (strcmp (key, "remap-spare") == 0)
+    return config_path (key, value, &spare_path);
   if (strcmp (key, "remap-spare-size") == 0) {
     options.spare_bytes = 0;
     options.spare_percent_x100 = 0;
@@ -265,21 +274,12 @@ remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   }
   if (strcmp (key, "remap-add-file") == 0)
     return parse_add_file (value);
-  if (strcmp (key, "remap-control") == 0) {
-    free (control_path);
-    control_path = nbdkit_absolute_path (value);
-    return control_path ? 0 : -1;
-  }
-  if (strcmp (key, "remap-metrics-file") == 0) {
-    free (metrics_path);
-    metrics_path = nbdkit_absolute_path (value);
-    return metrics_path ? 0 : -1;
-  }
-  if (strcmp (key, "remap-ddrescue") == 0) {
-    free (ddrescue_path);
-    ddrescue_path = nbdkit_absolute_path (value);
-    return ddrescue_path ? 0 : -1;
-  }
+  if (strcmp (key, "remap-control") == 0)
+    return config_path (key, value, &control_path);
+  if (strcmp (key, "remap-metrics-file") == 0)
+    return config_path (key, value, &metrics_path);
+  if (strcmp (key, "remap-ddrescue") == 0)
+    return config_path (key, value, &ddrescue_path);
   if (strncmp (key, "remap-", 6) == 0) {
     nbdkit_error ("unknown parameter %s; see nbdkit-remap-filter(1) for the "
                   "remap- parameters", key);
@@ -332,13 +332,16 @@ remap_config_complete (nbdkit_next_config_complete *next,
   "remap-control=SOCKET      Serve the live control protocol on SOCKET.\n" \
   "remap-metrics-file=FILE   Keep Prometheus metrics in FILE."
 
-/* The control socket is bound before nbdkit forks, so that a bad path
- * stops the server with the message on the terminal.
+/* The control socket is bound and the metrics file tried before
+ * nbdkit forks, so that a bad path stops the server with the message
+ * on the terminal, before anything is written to the disk.
  */
 static int
 remap_get_ready (int thread_model)
 {
   (void) thread_model;
+  if (metrics_path && remap_metrics_check (metrics_path) == -1)
+    return -1;
   if (control_path)
     return remap_control_listen (control_path);
   return 0;
@@ -459,6 +462,26 @@ close_shared_next (void)
 /* remap-add, remap-add-file and remap-ddrescue, done before any client
  * connects and made durable in one metadata write.
  */
+/* A sector past the end of the disk at the smallest sector size is
+ * refused before the disk is opened, so that a typo formats nothing;
+ * the exact check against the export follows in apply_requests.
+ */
+static int
+check_add_ranges_fit (uint64_t disk_size)
+{
+  uint32_t ss = options.sector_size ? options.sector_size
+    : REMAP_MIN_SECTOR_SIZE;
+
+  for (size_t i = 0; i < add_ranges.len; i++)
+    if (add_ranges.v[i].last >= disk_size / ss) {
+      nbdkit_error ("remap-add: sector %" PRIu64 " is past the end of the "
+                    "disk (%" PRIu64 " bytes) at any sector size",
+                    add_ranges.v[i].last, disk_size);
+      return -1;
+    }
+  return 0;
+}
+
 static int
 apply_requests (struct remap_device *dev)
 {
@@ -586,6 +609,8 @@ remap_after_fork (nbdkit_backend *backend)
     store = &sparefile.io;
   }
 
+  if (check_add_ranges_fit (disk_size) == -1)
+    goto error;
   device = remap_device_open (&options, store, store_size, disk_size);
   if (device)
     device->quit_check = quitting;

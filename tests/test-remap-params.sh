@@ -48,9 +48,41 @@ bad remap-spare-size=1.234%
 bad remap-spare-size=%
 bad remap-spare-size=1G                 # bigger than the 64M disk
 bad remap-spare-size=64M                # the whole disk: no data left
+bad remap-spare-size=10X
+bad remap-sector-size=4096x
 bad remap-format=maybe
 bad remap-bogus=1
 bad remap-spare=
+
+# Every other parameter, with each kind of bad value it can get: not a
+# number, out of range, malformed list, empty or unusable file name,
+# a file that is not what it should be.
+printf 'not a sector list\n' >"$tmp/garbage"
+bad remap-add=abc
+bad remap-add=5-3
+bad remap-add=1,,2
+bad remap-add=99999999999               # past the end of the disk
+bad remap-add-file=
+bad remap-add-file="$tmp/missing"
+bad remap-add-file="$tmp/garbage"
+bad remap-ddrescue=
+bad remap-ddrescue="$tmp/missing"
+bad remap-ddrescue="$tmp/garbage"
+bad remap-control=
+bad remap-control="$tmp/no-such-dir/ctl.sock"
+bad remap-metrics-file=
+bad remap-metrics-file="$tmp/no-such-dir/metrics"
+bad remap-pending-partial=maybe
+bad remap-read-retries=-1
+bad remap-read-retries=abc
+bad remap-read-retries=1000000
+bad remap-storm-limit=abc
+bad remap-storm-limit=-5
+bad remap-verify=perhaps
+bad remap-warn=abc
+bad remap-warn=150%
+bad remap-warn=90%,75%
+bad remap-warn=0%
 
 # The image is still all zeros and unallocated.
 [ "$(du -k "$disk" | cut -f1)" -eq 0 ] || echo "note: image has allocated blocks"
@@ -76,6 +108,9 @@ good remap-spare-size=50%
 good remap-spare-size=1M
 good remap-format=yes
 good remap-format=no
+good remap-read-retries=0
+good remap-warn=none
+good remap-verify=yes remap-pending-partial=zero remap-storm-limit=0
 
 [ $failures -eq 0 ] || fail "$failures parameter checks failed"
 echo "$test_name: PASS"
