@@ -165,6 +165,21 @@ find_geometry (const struct remap_io *store, uint64_t store_size,
     *status = st;
 }
 
+/* True if a sector entry or a retired spare lies in [first, first+n):
+ * a table that points there owns those spares, so no copy of the
+ * metadata may live there.
+ */
+static bool
+entries_use_spares (const struct remap_entry *entries, size_t nr_entries,
+                    uint32_t first, uint32_t n)
+{
+  for (size_t e = 0; e < nr_entries; e++)
+    if (entries[e].state != REMAP_STATE_PENDING &&
+        entries[e].spare >= first && entries[e].spare - first < n)
+      return true;
+  return false;
+}
+
 void
 remap_metadata_load (const struct remap_io *store, uint64_t store_size,
                      bool internal, uint32_t sector_size,
@@ -188,7 +203,6 @@ remap_metadata_load (const struct remap_io *store, uint64_t store_size,
       r->copy[i].status = st;
     return;
   }
-
 
   /* Every place a copy may be: the two homes, then the slots. */
   struct remap_header h[REMAP_COPIES], found;
@@ -251,18 +265,14 @@ remap_metadata_load (const struct remap_io *store, uint64_t store_size,
         r->copy[i].location == REMAP_LOCATION_HOME)
       continue;
     remap_relocation_slot (&geo, r->copy[i].location - 1, &first, &n);
-    for (uint32_t e = 0; e < h[best].entry_count; e++)
-      if (entries[best][e].state != REMAP_STATE_PENDING &&
-          entries[best][e].spare >= first &&
-          entries[best][e].spare - first < n) {
-        free (entries[i]);
-        entries[i] = NULL;
-        r->copy[i] = (struct remap_copy_report) {
-          .status = REMAP_DECODE_BAD_CHECKSUM,
-          .offset = geo.header_offset[i], .location = REMAP_LOCATION_HOME,
-        };
-        break;
-      }
+    if (entries_use_spares (entries[best], h[best].entry_count, first, n)) {
+      free (entries[i]);
+      entries[i] = NULL;
+      r->copy[i] = (struct remap_copy_report) {
+        .status = REMAP_DECODE_BAD_CHECKSUM,
+        .offset = geo.header_offset[i], .location = REMAP_LOCATION_HOME,
+      };
+    }
   }
   r->found = REMAP_FOUND_VALID;
   r->header = h[best];
@@ -366,21 +376,6 @@ write_copy (struct remap_metadata *md, int i, struct remap_header *h,
   return 0;
 }
 
-/* True if a sector entry or a retired spare lies in [first, first+n):
- * the table being written still points there (a spare released since
- * the snapshot), so no copy may go there.
- */
-static bool
-entries_use_spares (const struct remap_entry *entries, size_t nr_entries,
-                    uint32_t first, uint32_t n)
-{
-  for (size_t e = 0; e < nr_entries; e++)
-    if (entries[e].state != REMAP_STATE_PENDING &&
-        entries[e].spare >= first && entries[e].spare - first < n)
-      return true;
-  return false;
-}
-
 /* Copy i failed a write where it lives: moves it to the first free
  * relocation slot that takes the write.  A slot that fails is not
  * tried again; the slot the copy leaves goes back to the pool.
@@ -399,7 +394,9 @@ move_copy (struct remap_metadata *md, int i,
   for (uint32_t k = 0; remap_relocation_slot (&md->geo, k, &first, &n); k++) {
     if (md->failed_slots & (1u << k))
       continue;
-    /* The other copy's slot is taken, so is never offered here. */
+    /* The other copy's slot is taken, so is never offered here; nor is
+     * a spare released since the table was snapshot.
+     */
     if (entries_use_spares (entries, nr_entries, first, n) ||
         md->take_run (md->run_opaque, first, n) == -1)
       continue;
