@@ -1128,6 +1128,82 @@ START_TEST (test_damaged_moved_copy)
 }
 END_TEST
 
+static int
+take_any_run (void *opaque, uint32_t first, uint32_t count)
+{
+  (void) opaque; (void) first; (void) count;
+  return 0;
+}
+
+static void
+release_run_noted (void *opaque, uint32_t first, uint32_t count)
+{
+  (void) first; (void) count;
+  ++*(int *) opaque;
+}
+
+/* A copy left behind in a slot that went back to the pool, and whose
+ * spares the newest table now gives to a sector, is not a copy: the
+ * load must not bring it back (the device would then refuse a table
+ * that uses the slot's spares twice).
+ */
+START_TEST (test_abandoned_slot_ignored)
+{
+  struct memdisk *disk = memdisk_new (DISK_SIZE, SS);
+  struct remap_metadata md;
+  struct remap_load_result lr;
+  struct remap_entry e;
+  uint32_t first0, n0;
+  uint64_t slot0, slot1, h, t;
+  bool degraded;
+  int err, released = 0;
+  char why[256];
+
+  memset (&md, 0, sizeof md);
+  ck_assert_int_eq (remap_geometry_compute (&md.geo, true, DISK_SIZE, SS,
+                                            RELOC_SPARES, why, sizeof why), 0);
+  md.store = &disk->io;
+  md.take_run = take_any_run;
+  md.release_run = release_run_noted;
+  md.run_opaque = &released;
+  ck_assert_int_eq (remap_metadata_format (&md, &err), 0);
+  remap_copy_offsets (&md.geo, 0, 1, &slot0, &t);
+  remap_copy_offsets (&md.geo, 0, 2, &slot1, &t);
+  ck_assert (remap_relocation_slot (&md.geo, 0, &first0, &n0));
+
+  /* Generation 2: home A fails, A goes to slot 0. */
+  memdisk_fail_write (disk, md.geo.header_offset[0] / SS);
+  ck_assert_int_eq (remap_metadata_write (&md, NULL, 0, &degraded, &err), 0);
+  ck_assert_uint_eq (md.location[0], 1);
+  /* Generation 3: slot 0's table fails (its header keeps generation
+   * 2, valid), A goes to slot 1 and slot 0 back to the pool.
+   */
+  memdisk_fail_write (disk, (slot0 + md.geo.header_bytes) / SS);
+  ck_assert_int_eq (remap_metadata_write (&md, NULL, 0, &degraded, &err), 0);
+  ck_assert_uint_eq (md.location[0], 2);
+  ck_assert_int_eq (released, 1);
+  /* Generation 4: a sector now lives on a spare of old slot 0. */
+  memdisk_heal (disk);
+  e = (struct remap_entry) { .sector = 7, .spare = first0,
+                             .state = REMAP_STATE_REMAPPED };
+  ck_assert_int_eq (remap_metadata_write (&md, &e, 1, &degraded, &err), 0);
+  /* Copy A in slot 1 is damaged: the newest A left is slot 0's. */
+  disk->data[slot1 + 200] ^= 1;
+
+  remap_metadata_load (&disk->io, disk->size, true, SS, RELOC_SPARES, &lr);
+  ck_assert_int_eq (lr.found, REMAP_FOUND_VALID);
+  ck_assert_uint_eq (lr.header.generation, 4);
+  ck_assert_uint_eq (lr.header.entry_count, 1);
+  ck_assert_int_ne (lr.copy[0].status, REMAP_DECODE_OK);
+  ck_assert_uint_eq (lr.copy[0].location, REMAP_LOCATION_HOME);
+  ck_assert (lr.needs_repair);
+  remap_copy_offsets (&md.geo, 1, REMAP_LOCATION_HOME, &h, &t);
+  ck_assert_uint_eq (lr.copy[1].offset, h);
+  free (lr.entries);
+  memdisk_free (disk);
+}
+END_TEST
+
 /* Header B cannot even be read after a restart: the table is found
  * through copy A, where the parameters put it, and the repair at open
  * moves copy B away from its failing header.
@@ -1719,6 +1795,7 @@ device_suite (void)
   tcase_add_test (data, test_metadata_copy_moves);
   tcase_add_test (data, test_unreadable_header_b);
   tcase_add_test (data, test_damaged_moved_copy);
+  tcase_add_test (data, test_abandoned_slot_ignored);
   tcase_add_test (data, test_no_metadata_copy_writable);
   tcase_add_test (data, test_walk);
   tcase_add_test (data, test_pending_inline);
