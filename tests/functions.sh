@@ -10,7 +10,9 @@
 #                            in $VAR; fails (printing LOG) if it dies
 #   stop_server [SOCK]       SIGTERM, bounded wait (STOP_TIMEOUT_MS, default
 #                            10000), then SIGKILL; sets STOP_MS (time to
-#                            exit) and STOP_RC (exit status)
+#                            exit) and STOP_RC (exit status); fails the
+#                            test if nbdkit had to be killed or did not
+#                            exit with status 0
 #   try_start LOG ARGS...    like start_server but for servers expected to
 #                            refuse: returns nbdkit's exit status, or
 #                            TRY_STARTED (200) if it did start (then stopped)
@@ -195,9 +197,13 @@ start_server ()
 
 # stop_server [SOCK]: the last server started if no SOCK.
 # Sets STOP_MS (ms from SIGTERM to exit) and STOP_RC (exit status).
+# nbdkit exits with status 0 on SIGTERM, so anything else is a failure
+# of the test, whatever it checks next: a server that hangs at exit
+# and must be killed, a sanitizer's report (status 1), valgrind's
+# errors (status 119 under make check-valgrind).
 stop_server ()
 {
-  local sock=${1:-$_last_sock} wrapper pid start deadline
+  local sock=${1:-$_last_sock} wrapper pid start deadline killed=
   local bound=${STOP_TIMEOUT_MS:-10000}
   wrapper=$(cat "$sock.wrapper")
   pid=$(cat "$sock.pid" 2>/dev/null || echo "$wrapper")
@@ -212,10 +218,17 @@ stop_server ()
   if kill -0 "$pid" 2>/dev/null; then
     echo "$test_name: nbdkit (pid $pid) still running $bound ms after SIGTERM, killing" >&2
     kill -KILL "$pid" 2>/dev/null || true
+    killed=yes
   fi
   wait "$wrapper" 2>/dev/null && STOP_RC=0 || STOP_RC=$?
   echo "$test_name: nbdkit (pid $pid) exited ${STOP_MS} ms after SIGTERM, status $STOP_RC"
   rm -f "$sock"
+  [ -z "$killed" ] ||
+    fail "nbdkit (pid $pid) did not exit within $bound ms of SIGTERM"
+  if [ "$STOP_RC" -ne 0 ]; then
+    tail -n 20 "$(cat "$sock.log")" >&2
+    fail "nbdkit (pid $pid) exited with status $STOP_RC after SIGTERM"
+  fi
 }
 
 # try_start LOG ARGS...: for a server that should refuse to start.
