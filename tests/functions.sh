@@ -9,10 +9,10 @@
 #                            waits until it serves; the socket path is put
 #                            in $VAR; fails (printing LOG) if it dies
 #   stop_server [SOCK]       SIGTERM, bounded wait (STOP_TIMEOUT_MS, default
-#                            10000), then SIGKILL; sets STOP_MS (time to
-#                            exit) and STOP_RC (exit status); fails the
-#                            test if nbdkit had to be killed or did not
-#                            exit with status 0
+#                            scaled_ms 10000), then SIGKILL; sets STOP_MS
+#                            (time to exit) and STOP_RC (exit status);
+#                            fails the test if nbdkit had to be killed or
+#                            did not exit with status 0
 #   try_start LOG ARGS...    like start_server but for servers expected to
 #                            refuse: returns nbdkit's exit status, or
 #                            TRY_STARTED (200) if it did start (then stopped)
@@ -26,6 +26,10 @@
 #   poke FILE OFF BYTES      write printf-escaped BYTES at OFF in place
 #   file_md5 FILE            checksum of a file
 #   now_ms                   milliseconds (date +%s%N)
+#   scaled_ms MS             MS times REMAP_TIME_SCALE (default 1): every
+#                            time limit that nbdkit's speed decides is
+#                            scaled, so that it holds under the
+#                            sanitizers and valgrind too
 #   track_pid PID            kill PID during cleanup if still running
 #   ctlcmd CMD... / ctl_get FIELD   the control socket at $ctl
 #
@@ -124,6 +128,12 @@ now_ms ()
   echo $(( $(date +%s%N) / 1000000 ))
 }
 
+: "${REMAP_TIME_SCALE:=1}"
+scaled_ms ()
+{
+  echo $(( $1 * REMAP_TIME_SCALE ))
+}
+
 uri ()
 {
   echo "nbd+unix:///?socket=$1"
@@ -165,7 +175,8 @@ _spawn ()
   _server_count=$((_server_count + 1))
   _sock=$tmp/nbd$_server_count.sock
   rm -f "$_sock" "$_sock.pid"
-  timeout 60 nbdkit -f -U "$_sock" -P "$_sock.pid" "$@" >"$log" 2>&1 &
+  timeout $(( $(scaled_ms 60000) / 1000 )) \
+    nbdkit -f -U "$_sock" -P "$_sock.pid" "$@" >"$log" 2>&1 &
   _wrapper=$!
   track_pid "$_wrapper"
   echo "$_wrapper" >"$_sock.wrapper"
@@ -204,7 +215,7 @@ start_server ()
 stop_server ()
 {
   local sock=${1:-$_last_sock} wrapper pid start deadline killed=
-  local bound=${STOP_TIMEOUT_MS:-10000}
+  local bound=${STOP_TIMEOUT_MS:-$(scaled_ms 10000)}
   wrapper=$(cat "$sock.wrapper")
   pid=$(cat "$sock.pid" 2>/dev/null || echo "$wrapper")
   start=$(now_ms)
