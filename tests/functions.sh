@@ -34,6 +34,10 @@
 #   ctlcmd CMD... / ctl_get FIELD   the control socket at $ctl
 #
 # KEEP_TMP=1 keeps $tmp of a failed test for inspection.
+# Under make check-valgrind (REMAP_VALGRIND=1) every nbdkit keeps a
+# valgrind log in $tmp/valgrind, and the test fails at its cleanup if
+# any of them reports an error or has no summary (its nbdkit was
+# killed before valgrind could check it).
 # Every client call is wrapped in `timeout`.  Only Unix sockets are used.
 
 set -e
@@ -93,26 +97,64 @@ tmp=$(mktemp -d /tmp/remap-test.XXXXXXXX)
 _pids=""                        # every process we started
 _servers=""                     # "sock" entries of running servers
 
+# tests/wrap/nbdkit puts valgrind's logs here (see the top).
+if [ -n "$REMAP_VALGRIND" ]; then
+  REMAP_VALGRIND_LOGS=$tmp/valgrind
+  mkdir "$REMAP_VALGRIND_LOGS"
+  export REMAP_VALGRIND_LOGS
+fi
+
 track_pid ()
 {
   _pids="$_pids $1"
 }
 
+# True if every valgrind log ends with a summary of no errors.  Prints
+# each log that does not.
+_valgrind_clean ()
+{
+  local log n clean=0
+  for log in "$REMAP_VALGRIND_LOGS"/*.log; do
+    [ -e "$log" ] || continue
+    n=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) errors.*/\1/p' "$log" | tail -n 1)
+    [ "$n" = 0 ] && continue
+    cat "$log" >&2
+    if [ -z "$n" ]; then
+      echo "$test_name: FAIL: no summary in $(basename "$log") (above):" \
+           "that nbdkit was killed before valgrind could check it" >&2
+    else
+      echo "$test_name: FAIL: valgrind found $n error(s) in nbdkit" \
+           "($(basename "$log"), above)" >&2
+    fi
+    clean=1
+  done
+  return $clean
+}
+
 _cleanup ()
 {
   local rc=$? p
+  # Under valgrind, nbdkit's exit runs the leak check: give it time.
+  local ticks=40
+  [ -z "$REMAP_VALGRIND" ] || ticks=600
   for p in $_pids; do
     kill -TERM "$p" 2>/dev/null || true
   done
   for p in $_pids; do
-    # Bounded: give each 2 s, then SIGKILL.
+    # Bounded: give each 2 s (30 s under valgrind), then SIGKILL.
     local i=0
-    while kill -0 "$p" 2>/dev/null && [ $i -lt 40 ]; do
+    while kill -0 "$p" 2>/dev/null && [ $i -lt $ticks ]; do
       sleep 0.05; i=$((i+1))
     done
     kill -KILL "$p" 2>/dev/null || true
   done
   wait 2>/dev/null || true
+  # An error that valgrind found fails even a test that passed (or
+  # skipped after starting nbdkit).
+  if [ -n "$REMAP_VALGRIND_LOGS" ] && ! _valgrind_clean &&
+     { [ $rc -eq 0 ] || [ $rc -eq 77 ]; }; then
+    rc=1
+  fi
   if [ $rc -ne 0 ] && [ $rc -ne 77 ] && [ -n "$KEEP_TMP" ]; then
     echo "$test_name: keeping $tmp" >&2
   else
