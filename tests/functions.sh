@@ -227,17 +227,18 @@ _spawn ()
 
 start_server ()
 {
-  local var=$1 log=$2 r=0
+  local var=$1 log=$2 r=0 limit
   shift 2
   requires nbdinfo
+  limit=$(scaled_ms 10000)
   _spawn "$log" "$@"
-  _wait_ready "$_sock" "$_wrapper" 10000 || r=$?
+  _wait_ready "$_sock" "$_wrapper" "$limit" || r=$?
   case $r in
     0) ;;
     1) cat "$log" >&2
        fail "nbdkit exited with status $_exit_rc instead of starting: nbdkit $*" ;;
     *) cat "$log" >&2
-       fail "nbdkit did not start serving within 10 s: nbdkit $*" ;;
+       fail "nbdkit did not start serving within $limit ms: nbdkit $*" ;;
   esac
   if [ -s "$_sock.pid" ]; then
     _nbdkit_pid=$(cat "$_sock.pid")
@@ -287,18 +288,19 @@ stop_server ()
 # try_start LOG ARGS...: for a server that should refuse to start.
 try_start ()
 {
-  local log=$1 r=0
+  local log=$1 r=0 limit
   shift
   requires nbdinfo
+  limit=$(scaled_ms 10000)
   _spawn "$log" "$@"
-  _wait_ready "$_sock" "$_wrapper" 10000 || r=$?
+  _wait_ready "$_sock" "$_wrapper" "$limit" || r=$?
   case $r in
     0) _last_sock=$_sock
        stop_server "$_sock" >/dev/null
        return $TRY_STARTED ;;
     1) return $_exit_rc ;;
     *) cat "$log" >&2
-       fail "nbdkit neither started nor exited within 10 s: nbdkit $*" ;;
+       fail "nbdkit neither started nor exited within $limit ms: nbdkit $*" ;;
   esac
 }
 
