@@ -12,7 +12,8 @@
 
 struct remap_sync {
   pthread_mutex_t lock;
-  pthread_cond_t cond;          /* the thread and all waiters sleep here */
+  pthread_cond_t cond;          /* the thread and all waiters sleep here,
+                                   timed on CLOCK_MONOTONIC */
   uint64_t changed;             /* bumped on every change or retry */
   uint64_t attempted;           /* 'changed' at the last write attempt */
   uint64_t durable;             /* 'changed' at the last good write */
@@ -36,12 +37,20 @@ struct remap_sync *
 remap_sync_new (remap_sync_write_fn write_fn, void *opaque)
 {
   struct remap_sync *s = calloc (1, sizeof *s);
+  pthread_condattr_t attr;
 
   if (s == NULL)
     return NULL;
   pthread_mutex_init (&s->lock, NULL);
   pthread_mutex_init (&s->write_lock, NULL);
-  pthread_cond_init (&s->cond, NULL);
+  /* A waiter's 100 ms poll of the abort function must not stretch
+   * when the wall clock is set back, or a request could outlive a
+   * SIGTERM by as long as the clock jumped.
+   */
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  pthread_cond_init (&s->cond, &attr);
+  pthread_condattr_destroy (&attr);
   s->write_fn = write_fn;
   s->opaque = opaque;
   return s;
@@ -234,7 +243,7 @@ remap_sync_wait (struct remap_sync *s, uint64_t gen)
          !(s->stats.failures != failures_at_start && s->failed >= gen)) {
     if (s->abort_fn) {
       struct timespec until;
-      clock_gettime (CLOCK_REALTIME, &until);
+      clock_gettime (CLOCK_MONOTONIC, &until);
       until.tv_nsec += 100000000;
       if (until.tv_nsec >= 1000000000) {
         until.tv_sec++;

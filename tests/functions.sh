@@ -9,8 +9,10 @@
 #                            waits until it serves; the socket path is put
 #                            in $VAR; fails (printing LOG) if it dies
 #   stop_server [SOCK]       SIGTERM, bounded wait (STOP_TIMEOUT_MS, default
-#                            10000), then SIGKILL; sets STOP_MS (time to
-#                            exit) and STOP_RC (exit status)
+#                            scaled_ms 10000), then SIGKILL; sets STOP_MS
+#                            (time to exit) and STOP_RC (exit status);
+#                            fails the test if nbdkit had to be killed or
+#                            did not exit with status 0
 #   try_start LOG ARGS...    like start_server but for servers expected to
 #                            refuse: returns nbdkit's exit status, or
 #                            TRY_STARTED (200) if it did start (then stopped)
@@ -24,10 +26,18 @@
 #   poke FILE OFF BYTES      write printf-escaped BYTES at OFF in place
 #   file_md5 FILE            checksum of a file
 #   now_ms                   milliseconds (date +%s%N)
+#   scaled_ms MS             MS times REMAP_TIME_SCALE (default 1): every
+#                            time limit that nbdkit's speed decides is
+#                            scaled, so that it holds under the
+#                            sanitizers and valgrind too
 #   track_pid PID            kill PID during cleanup if still running
 #   ctlcmd CMD... / ctl_get FIELD   the control socket at $ctl
 #
 # KEEP_TMP=1 keeps $tmp of a failed test for inspection.
+# Under make check-valgrind (REMAP_VALGRIND=1) every nbdkit keeps a
+# valgrind log in $tmp/valgrind, and the test fails at its cleanup if
+# any of them reports an error or has no summary (its nbdkit was
+# killed before valgrind could check it).
 # Every client call is wrapped in `timeout`.  Only Unix sockets are used.
 
 set -e
@@ -87,26 +97,64 @@ tmp=$(mktemp -d /tmp/remap-test.XXXXXXXX)
 _pids=""                        # every process we started
 _servers=""                     # "sock" entries of running servers
 
+# tests/wrap/nbdkit puts valgrind's logs here (see the top).
+if [ -n "$REMAP_VALGRIND" ]; then
+  REMAP_VALGRIND_LOGS=$tmp/valgrind
+  mkdir "$REMAP_VALGRIND_LOGS"
+  export REMAP_VALGRIND_LOGS
+fi
+
 track_pid ()
 {
   _pids="$_pids $1"
 }
 
+# True if every valgrind log ends with a summary of no errors.  Prints
+# each log that does not.
+_valgrind_clean ()
+{
+  local log n clean=0
+  for log in "$REMAP_VALGRIND_LOGS"/*.log; do
+    [ -e "$log" ] || continue
+    n=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) errors.*/\1/p' "$log" | tail -n 1)
+    [ "$n" = 0 ] && continue
+    cat "$log" >&2
+    if [ -z "$n" ]; then
+      echo "$test_name: FAIL: no summary in $(basename "$log") (above):" \
+           "that nbdkit was killed before valgrind could check it" >&2
+    else
+      echo "$test_name: FAIL: valgrind found $n error(s) in nbdkit" \
+           "($(basename "$log"), above)" >&2
+    fi
+    clean=1
+  done
+  return $clean
+}
+
 _cleanup ()
 {
   local rc=$? p
+  # Under valgrind, nbdkit's exit runs the leak check: give it time.
+  local ticks=40
+  [ -z "$REMAP_VALGRIND" ] || ticks=600
   for p in $_pids; do
     kill -TERM "$p" 2>/dev/null || true
   done
   for p in $_pids; do
-    # Bounded: give each 2 s, then SIGKILL.
+    # Bounded: give each 2 s (30 s under valgrind), then SIGKILL.
     local i=0
-    while kill -0 "$p" 2>/dev/null && [ $i -lt 40 ]; do
+    while kill -0 "$p" 2>/dev/null && [ $i -lt $ticks ]; do
       sleep 0.05; i=$((i+1))
     done
     kill -KILL "$p" 2>/dev/null || true
   done
   wait 2>/dev/null || true
+  # An error that valgrind found fails even a test that passed (or
+  # skipped after starting nbdkit).
+  if [ -n "$REMAP_VALGRIND_LOGS" ] && ! _valgrind_clean &&
+     { [ $rc -eq 0 ] || [ $rc -eq 77 ]; }; then
+    rc=1
+  fi
   if [ $rc -ne 0 ] && [ $rc -ne 77 ] && [ -n "$KEEP_TMP" ]; then
     echo "$test_name: keeping $tmp" >&2
   else
@@ -120,6 +168,12 @@ trap 'exit 1' INT TERM HUP
 now_ms ()
 {
   echo $(( $(date +%s%N) / 1000000 ))
+}
+
+: "${REMAP_TIME_SCALE:=1}"
+scaled_ms ()
+{
+  echo $(( $1 * REMAP_TIME_SCALE ))
 }
 
 uri ()
@@ -163,7 +217,8 @@ _spawn ()
   _server_count=$((_server_count + 1))
   _sock=$tmp/nbd$_server_count.sock
   rm -f "$_sock" "$_sock.pid"
-  timeout 60 nbdkit -f -U "$_sock" -P "$_sock.pid" "$@" >"$log" 2>&1 &
+  timeout $(( $(scaled_ms 60000) / 1000 )) \
+    nbdkit -f -U "$_sock" -P "$_sock.pid" "$@" >"$log" 2>&1 &
   _wrapper=$!
   track_pid "$_wrapper"
   echo "$_wrapper" >"$_sock.wrapper"
@@ -172,17 +227,18 @@ _spawn ()
 
 start_server ()
 {
-  local var=$1 log=$2 r=0
+  local var=$1 log=$2 r=0 limit
   shift 2
   requires nbdinfo
+  limit=$(scaled_ms 10000)
   _spawn "$log" "$@"
-  _wait_ready "$_sock" "$_wrapper" 10000 || r=$?
+  _wait_ready "$_sock" "$_wrapper" "$limit" || r=$?
   case $r in
     0) ;;
     1) cat "$log" >&2
        fail "nbdkit exited with status $_exit_rc instead of starting: nbdkit $*" ;;
     *) cat "$log" >&2
-       fail "nbdkit did not start serving within 10 s: nbdkit $*" ;;
+       fail "nbdkit did not start serving within $limit ms: nbdkit $*" ;;
   esac
   if [ -s "$_sock.pid" ]; then
     _nbdkit_pid=$(cat "$_sock.pid")
@@ -195,10 +251,14 @@ start_server ()
 
 # stop_server [SOCK]: the last server started if no SOCK.
 # Sets STOP_MS (ms from SIGTERM to exit) and STOP_RC (exit status).
+# nbdkit exits with status 0 on SIGTERM, so anything else is a failure
+# of the test, whatever it checks next: a server that hangs at exit
+# and must be killed, a sanitizer's report (status 1), valgrind's
+# errors (status 119 under make check-valgrind).
 stop_server ()
 {
-  local sock=${1:-$_last_sock} wrapper pid start deadline
-  local bound=${STOP_TIMEOUT_MS:-10000}
+  local sock=${1:-$_last_sock} wrapper pid start deadline killed=
+  local bound=${STOP_TIMEOUT_MS:-$(scaled_ms 10000)}
   wrapper=$(cat "$sock.wrapper")
   pid=$(cat "$sock.pid" 2>/dev/null || echo "$wrapper")
   start=$(now_ms)
@@ -212,27 +272,35 @@ stop_server ()
   if kill -0 "$pid" 2>/dev/null; then
     echo "$test_name: nbdkit (pid $pid) still running $bound ms after SIGTERM, killing" >&2
     kill -KILL "$pid" 2>/dev/null || true
+    killed=yes
   fi
   wait "$wrapper" 2>/dev/null && STOP_RC=0 || STOP_RC=$?
   echo "$test_name: nbdkit (pid $pid) exited ${STOP_MS} ms after SIGTERM, status $STOP_RC"
   rm -f "$sock"
+  [ -z "$killed" ] ||
+    fail "nbdkit (pid $pid) did not exit within $bound ms of SIGTERM"
+  if [ "$STOP_RC" -ne 0 ]; then
+    tail -n 20 "$(cat "$sock.log")" >&2
+    fail "nbdkit (pid $pid) exited with status $STOP_RC after SIGTERM"
+  fi
 }
 
 # try_start LOG ARGS...: for a server that should refuse to start.
 try_start ()
 {
-  local log=$1 r=0
+  local log=$1 r=0 limit
   shift
   requires nbdinfo
+  limit=$(scaled_ms 10000)
   _spawn "$log" "$@"
-  _wait_ready "$_sock" "$_wrapper" 10000 || r=$?
+  _wait_ready "$_sock" "$_wrapper" "$limit" || r=$?
   case $r in
     0) _last_sock=$_sock
        stop_server "$_sock" >/dev/null
        return $TRY_STARTED ;;
     1) return $_exit_rc ;;
     *) cat "$log" >&2
-       fail "nbdkit neither started nor exited within 10 s: nbdkit $*" ;;
+       fail "nbdkit neither started nor exited within $limit ms: nbdkit $*" ;;
   esac
 }
 

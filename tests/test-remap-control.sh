@@ -145,7 +145,8 @@ idle=$!
 track_pid $idle
 sleep 0.3
 stop_server "$sock"
-[ "$STOP_MS" -lt 1000 ] || fail "shutdown took $STOP_MS ms with an idle client"
+[ "$STOP_MS" -lt "$(scaled_ms 1000)" ] ||
+  fail "shutdown took $STOP_MS ms with an idle client"
 [ ! -e "$ctl" ] || fail "the socket was not removed"
 kill $idle 2>/dev/null || true
 echo "$test_name: PASS"
