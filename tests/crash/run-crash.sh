@@ -170,7 +170,8 @@ while [ $cycle -lt "$cycles" ]; do
   case $crc in
     0) ;;
     3) failure "the workload saw I/O errors while the server was up" ;;
-    *) failure "the workload client failed (status $crc)" ;;
+    *) failure "the workload client failed (status $crc):" \
+               "$(tail -5 "$work/client.out")" ;;
   esac
 
   # ---- Restart, load the table, verify. ----
