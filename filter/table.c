@@ -611,10 +611,17 @@ remap_table_snapshot (struct remap_table *t, uint32_t state_mask,
     errno = ENOMEM;
     return -1;
   }
-  for (size_t i = 0; i < t->len; i++) {
-    const struct remap_entry *e = entry_at (t->view, i);
-    if (e->state & state_mask)
-      out[n++] = *e;
+  for (size_t p = 0; p * PAGE_ENTRIES < t->len; p++) {
+    const struct remap_entry *page = t->view->pages[p];
+    size_t rot = t->view->rot[p], end = t->len - p * PAGE_ENTRIES;
+
+    if (end > PAGE_ENTRIES)
+      end = PAGE_ENTRIES;
+    for (size_t q = 0; q < end; q++) {
+      const struct remap_entry *e = &page[(q + rot) % PAGE_ENTRIES];
+      if (e->state & state_mask)
+        out[n++] = *e;
+    }
   }
   pthread_mutex_unlock (&t->write_lock);
   *entries = out;
