@@ -229,7 +229,7 @@ bench_lookups (const size_t *sizes, int nsizes, double *mem_per_entry_1m)
           "one-sector range, over %u precomputed query sectors; median of "
           "%d runs of %.1f s.\n\n", NR_QUERIES, REPEATS, min_run_s);
   printf ("* **next, random**: `remap_table_next` on uniformly random "
-          "sectors (about 1%% are remapped): rwlock + binary search.\n");
+          "sectors (about 1%% are remapped): lock-free index search.\n");
   printf ("* **data path, random**: `remap_table_may_touch` (lock-free "
           "summary bitmap) and `remap_table_next` only if it may touch: what "
           "every request of the filter does.\n");
@@ -237,7 +237,7 @@ bench_lookups (const size_t *sizes, int nsizes, double *mem_per_entry_1m)
           "remapped (hit-heavy).\n");
   if (threads2)
     printf ("* **next, random, 2 threads**: the first column with two "
-            "threads at once (total), to show rwlock contention.\n");
+            "threads at once (total), to show whether readers contend.\n");
   printf ("\nTarget: >= %.0f M lookups/s on one core at 1M entries.\n\n",
           TARGET_LOOKUPS_PER_S / 1e6);
 

@@ -1,10 +1,11 @@
 /* nbdkit-remap: the in-memory remap table.
  *
- * A sorted array of entries (16 bytes each) behind a readers-writer
- * lock, plus a summary bitmap that readers test without any lock: an
- * I/O whose sectors have no summary bit set cannot touch an entry and
- * goes straight to the plugin.  That is the fast path every request
- * takes on a healthy disk.
+ * Entries (16 bytes each) sorted by sector, with an index to search
+ * them, read without any lock: lookups retry if a writer changed the
+ * table meanwhile, and writers are serialized.  In front of that a
+ * summary bitmap: an I/O whose sectors have no summary bit set cannot
+ * touch an entry and goes straight to the plugin.  That is the fast
+ * path every request takes on a healthy disk.
  */
 #ifndef REMAP_TABLE_H
 #define REMAP_TABLE_H

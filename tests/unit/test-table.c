@@ -5,7 +5,8 @@
  * being cleared by remove, and the coarse summary of a huge disk;
  * snapshots filtered by state; loading from a sorted array; a table
  * of 1,000,000 entries checked against a reference; and readers
- * running concurrently with a writer.
+ * running concurrently with a writer that inserts, or that also
+ * removes and rewrites entries while the table grows.
  */
 #include <config.h>
 
@@ -565,9 +566,8 @@ reader (void *vp)
                 found ? "another entry" : "nothing", touch);
       break;
     }
-    /* Pause now and then, as a real request would for its I/O: the
-     * table's lock prefers readers, and four readers that never stop
-     * can starve the writer for a very long time.
+    /* Pause now and then, as a real request would for its I/O, so
+     * that four readers that never stop leave the writer some CPU.
      */
     if (++checks % 64 == 0)
       nanosleep (&pause, NULL);
@@ -622,6 +622,157 @@ START_TEST (test_concurrent_readers)
 }
 END_TEST
 
+/* Readers against a writer that grows the table from empty, removes
+ * entries, puts them back and rewrites them in place.  Entry k lies at
+ * sector k*CONC_STRIDE and is either { spare k, REMAPPED } or
+ * { REMAP_NO_SPARE, PENDING }, so a torn read shows as a mismatched
+ * pair.  Entries with k % 4 == 0 are never removed once inserted: a
+ * reader that knows one is in its range must find it or a lower one.
+ */
+#define CHURN_N 5000
+#define CHURN_ROUNDS 4
+
+struct churn {
+  struct remap_table *t;
+  uint32_t order[CHURN_N];
+  unsigned char stable[CHURN_N]; /* set (atomically) once inserted */
+  int writer_done;              /* atomic */
+  unsigned seed;
+  unsigned long checks;
+  char failure[256];
+};
+
+static struct remap_entry
+churn_entry (uint32_t k, bool pending)
+{
+  return (struct remap_entry) {
+    .sector = (uint64_t) k * CONC_STRIDE,
+    .spare = pending ? REMAP_NO_SPARE : k,
+    .state = pending ? REMAP_STATE_PENDING : REMAP_STATE_REMAPPED,
+  };
+}
+
+static void *
+churn_reader (void *vp)
+{
+  struct churn *c = vp;
+  unsigned seed = __atomic_fetch_add (&c->seed, 1, __ATOMIC_RELAXED);
+  unsigned long checks = 0;
+  const uint64_t nr = (uint64_t) CHURN_N * CONC_STRIDE;
+  const struct timespec pause = { .tv_nsec = 1000 };
+
+  while (!__atomic_load_n (&c->writer_done, __ATOMIC_ACQUIRE) ||
+         checks < 1000) {
+    uint64_t first = rand_r (&seed) % nr;
+    uint64_t last = first + rand_r (&seed) % 16;
+    uint64_t stable = UINT64_MAX;
+    struct remap_entry e;
+    bool found;
+
+    /* The lowest stable entry in [first, last] known to be there. */
+    for (uint64_t k = (first + CONC_STRIDE - 1) / CONC_STRIDE;
+         k < CHURN_N && k * CONC_STRIDE <= last; k++)
+      if (k % 4 == 0 && __atomic_load_n (&c->stable[k], __ATOMIC_ACQUIRE)) {
+        stable = k * CONC_STRIDE;
+        break;
+      }
+    found = remap_table_next (c->t, first, last, &e);
+    if (found) {
+      uint64_t k = e.sector / CONC_STRIDE;
+      bool pending = e.state == REMAP_STATE_PENDING;
+      struct remap_entry want = churn_entry (k, pending);
+      if (e.sector < first || e.sector > last ||
+          e.sector % CONC_STRIDE != 0 || k >= CHURN_N ||
+          e.spare != want.spare || e.state != want.state) {
+        snprintf (c->failure, sizeof c->failure,
+                  "next (%llu, %llu) returned a wrong entry: sector %llu "
+                  "spare %u state %u", (unsigned long long) first,
+                  (unsigned long long) last, (unsigned long long) e.sector,
+                  e.spare, e.state);
+        break;
+      }
+    }
+    if (stable != UINT64_MAX && (!found || e.sector > stable)) {
+      snprintf (c->failure, sizeof c->failure,
+                "sector %llu is in the table but next (%llu, %llu) gave "
+                "%s", (unsigned long long) stable,
+                (unsigned long long) first, (unsigned long long) last,
+                found ? "a higher one" : "nothing");
+      break;
+    }
+    if (++checks % 64 == 0)
+      nanosleep (&pause, NULL);
+  }
+  __atomic_fetch_add (&c->checks, checks, __ATOMIC_RELAXED);
+  return NULL;
+}
+
+START_TEST (test_concurrent_churn)
+{
+  struct churn *c = calloc (1, sizeof *c);
+  pthread_t readers[CONC_READERS];
+  struct remap_entry *snap = NULL;
+
+  ck_assert_ptr_nonnull (c);
+  c->t = new_table ((uint64_t) CHURN_N * CONC_STRIDE);
+  srandom (45);
+  for (uint32_t i = 0; i < CHURN_N; i++)
+    c->order[i] = i;
+  for (uint32_t i = CHURN_N - 1; i > 0; i--) {
+    uint32_t j = random () % (i + 1), tmp = c->order[i];
+    c->order[i] = c->order[j];
+    c->order[j] = tmp;
+  }
+
+  for (int i = 0; i < CONC_READERS; i++)
+    ck_assert_int_eq (pthread_create (&readers[i], NULL, churn_reader, c),
+                      0);
+  /* Grow from empty: the table outgrows its arrays several times. */
+  for (uint32_t i = 0; i < CHURN_N; i++) {
+    uint32_t k = c->order[i];
+    struct remap_entry e = churn_entry (k, false);
+    require (remap_table_insert (c->t, &e) == 0, "insert %u failed", k);
+    if (k % 4 == 0)
+      __atomic_store_n (&c->stable[k], 1, __ATOMIC_RELEASE);
+  }
+  for (int round = 0; round < CHURN_ROUNDS; round++) {
+    bool pending = round % 2 == 0;
+    for (uint32_t i = 0; i < CHURN_N; i++) {
+      uint32_t k = c->order[i];
+      struct remap_entry e = churn_entry (k, pending);
+      if (k % 2 == 1)
+        require (remap_table_remove (c->t, e.sector), "remove %u", k);
+      else              /* rewritten in place */
+        require (remap_table_insert (c->t, &e) == 0, "replace %u", k);
+    }
+    for (uint32_t i = 0; i < CHURN_N; i++) {
+      uint32_t k = c->order[i];
+      struct remap_entry e = churn_entry (k, pending);
+      if (k % 2 == 1)
+        require (remap_table_insert (c->t, &e) == 0, "insert %u", k);
+    }
+  }
+  __atomic_store_n (&c->writer_done, 1, __ATOMIC_RELEASE);
+  for (int i = 0; i < CONC_READERS; i++)
+    pthread_join (readers[i], NULL);
+
+  ck_assert_msg (c->failure[0] == '\0', "%s", c->failure);
+  ck_assert_uint_ge (c->checks, CONC_READERS * 1000);
+  ck_assert_int_eq (remap_table_snapshot (c->t, ~UINT32_C (0), &snap),
+                    CHURN_N);
+  for (uint32_t k = 0; k < CHURN_N; k++) {
+    struct remap_entry want = churn_entry (k, CHURN_ROUNDS % 2 == 1);
+    require (memcmp (&snap[k], &want, sizeof want) == 0,
+             "entry %u is sector %llu spare %u state %u", k,
+             (unsigned long long) snap[k].sector, snap[k].spare,
+             snap[k].state);
+  }
+  free (snap);
+  remap_table_free (c->t);
+  free (c);
+}
+END_TEST
+
 static Suite *
 table_suite (void)
 {
@@ -643,6 +794,7 @@ table_suite (void)
   tcase_add_test (big, test_million);
   tcase_add_test (big, test_large_coarse_by_insert);
   tcase_add_test (big, test_concurrent_readers);
+  tcase_add_test (big, test_concurrent_churn);
   suite_add_tcase (s, big);
   return s;
 }
