@@ -16,12 +16,19 @@
 
 static uint64_t next_device_id = 1;
 
+/* Initial-exec TLS: a fixed offset from the thread pointer instead of
+ * a call to __tls_get_addr on every request.  The filter is dlopen'd,
+ * which glibc allows for a few bytes of such TLS (it keeps surplus
+ * static TLS for this).
+ */
+#define TLS_FAST __attribute__ ((tls_model ("initial-exec")))
+
 /* The slot this thread took, and for which device: devices come and
  * go (tools, tests), so the cache is keyed by a device id, never by
  * an address that may be reused.
  */
-static __thread uint64_t cached_id;
-static __thread struct remap_counter_slot *cached_slot;
+static __thread uint64_t cached_id TLS_FAST;
+static __thread struct remap_counter_slot *cached_slot TLS_FAST;
 
 int
 remap_counters_init (struct remap_device *dev)

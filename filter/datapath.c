@@ -22,9 +22,8 @@
 static bool
 may_touch (const struct remap_device *dev, uint32_t count, uint64_t offset)
 {
-  uint32_t s = dev->geo.sector_size;
-  return remap_table_may_touch (dev->table, offset / s,
-                                (offset + count - 1) / s);
+  return remap_table_may_touch (dev->table, offset >> dev->sector_shift,
+                                (offset + count - 1) >> dev->sector_shift);
 }
 
 /* The walk holds the unmap lock (shared) from its first lookup to its
@@ -134,40 +133,39 @@ remap_device_pread (struct remap_device *dev, const struct remap_io *origin,
                     void *buf, uint32_t count, uint64_t offset,
                     uint32_t flags, int *err)
 {
-  struct request rq = { .dev = dev, .origin = origin, .offset = offset,
-                        .rbuf = buf, .flags = flags };
-  int r;
-
   remap_count_request (dev, REMAP_COUNTER_READS, REMAP_COUNTER_BYTES_READ,
                        count);
   if (!may_touch (dev, count, offset))
     return read_run (dev, origin, buf, count, offset, flags, err);
-  r = remap_device_walk (dev, count, offset, read_span, &rq, err);
+
+  struct request rq = { .dev = dev, .origin = origin, .offset = offset,
+                        .rbuf = buf, .flags = flags };
+  int r = remap_device_walk (dev, count, offset, read_span, &rq, err);
   if (rq.touched_entry)
     remap_bump (dev, REMAP_COUNTER_REDIRECTED, 1);
   return r;
 }
 
-/* One run of ordinary sectors to the origin, with recovery. */
+/* One run of ordinary sectors to the origin, with recovery: the
+ * whole of a request that the summary says touches no entry.
+ */
 static int
-write_run (struct request *rq, const void *buf, uint32_t len,
-           uint64_t offset, int *err)
+write_run (struct remap_device *dev, const struct remap_io *origin,
+           const void *buf, uint32_t len, uint64_t offset, uint32_t flags,
+           int *err)
 {
-  struct remap_device *dev = rq->dev;
-  const struct remap_io *origin = rq->origin;
   int r;
 
   if (buf)
-    r = origin->pwrite (origin->opaque, buf, len, offset, rq->flags, err);
+    r = origin->pwrite (origin->opaque, buf, len, offset, flags, err);
   else
-    r = origin->zero (origin->opaque, len, offset, rq->flags, err);
+    r = origin->zero (origin->opaque, len, offset, flags, err);
   if (r == 0)
     return dev->opt.verify
-      ? remap_verify_run (dev, origin, buf, len, offset, rq->flags, err) : 0;
+      ? remap_verify_run (dev, origin, buf, len, offset, flags, err) : 0;
   if (*err != EIO)
     return -1;
-  return remap_recover_write_run (dev, origin, buf, len, offset, rq->flags,
-                                  err);
+  return remap_recover_write_run (dev, origin, buf, len, offset, flags, err);
 }
 
 static int
@@ -179,7 +177,7 @@ write_span (void *vp, uint64_t offset, uint32_t len,
     (const unsigned char *) rq->wbuf + (offset - rq->offset) : NULL;
 
   if (e == NULL)
-    return write_run (rq, buf, len, offset, err);
+    return write_run (rq->dev, rq->origin, buf, len, offset, rq->flags, err);
   rq->touched_entry = true;
   if (e->state == REMAP_STATE_PENDING)
     return remap_pending_write (rq->dev, rq->origin, e->sector, buf, len,
@@ -211,17 +209,15 @@ write_or_zero (struct remap_device *dev, const struct remap_io *origin,
                const void *buf, uint32_t count, uint64_t offset,
                uint32_t flags, int *err)
 {
-  struct request rq = { .dev = dev, .origin = origin, .offset = offset,
-                        .wbuf = buf, .flags = flags };
-  int r;
-
   remap_count_request (dev, REMAP_COUNTER_WRITES,
                        REMAP_COUNTER_BYTES_WRITTEN, count);
   if (!may_touch (dev, count, offset))
-    r = write_run (&rq, buf, count, offset, err);
-  else
-    r = remap_device_walk (dev, count, offset, write_span, &rq, err);
-  return finish_write (&rq, r, err);
+    return write_run (dev, origin, buf, count, offset, flags, err);
+
+  struct request rq = { .dev = dev, .origin = origin, .offset = offset,
+                        .wbuf = buf, .flags = flags };
+  return finish_write (&rq, remap_device_walk (dev, count, offset,
+                                               write_span, &rq, err), err);
 }
 
 int

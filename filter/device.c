@@ -270,6 +270,7 @@ build_state (struct remap_device *dev, const struct remap_geometry *geo,
              const struct remap_entry *entries, size_t n)
 {
   dev->geo = *geo;
+  dev->sector_shift = __builtin_ctz (geo->sector_size);
   dev->md.geo = *geo;
   dev->table = remap_table_new (geo->data_sectors);
   dev->spares = remap_spares_new (geo->spare_count);

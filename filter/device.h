@@ -74,6 +74,10 @@ extern void remap_options_init (struct remap_options *opt);
 
 struct remap_device {
   struct remap_geometry geo;
+  /* log2 of the sector size: the fast path shifts, a division would
+   * cost it tens of cycles per request.
+   */
+  unsigned sector_shift;
   struct remap_table *table;
   struct remap_spares *spares;
   struct remap_sync *sync;
