@@ -513,6 +513,20 @@ END_TEST
 #define CONC_STRIDE 3
 #define CONC_READERS 4
 
+/* order[0..n) = a random permutation of 0..n-1 (seeded: repeatable). */
+static void
+shuffle (uint32_t *order, uint32_t n, unsigned seed)
+{
+  srandom (seed);
+  for (uint32_t i = 0; i < n; i++)
+    order[i] = i;
+  for (uint32_t i = n - 1; i > 0; i--) {
+    uint32_t j = random () % (i + 1), tmp = order[i];
+    order[i] = order[j];
+    order[j] = tmp;
+  }
+}
+
 struct concurrent {
   struct remap_table *t;
   uint32_t order[CONC_N];       /* insertion order of k */
@@ -585,14 +599,7 @@ START_TEST (test_concurrent_readers)
   ck_assert_ptr_nonnull (c);
   c->t = new_table ((uint64_t) CONC_N * CONC_STRIDE);
   /* A random permutation, so inserts land everywhere in the array. */
-  srandom (44);
-  for (uint32_t i = 0; i < CONC_N; i++)
-    c->order[i] = i;
-  for (uint32_t i = CONC_N - 1; i > 0; i--) {
-    uint32_t j = random () % (i + 1), tmp = c->order[i];
-    c->order[i] = c->order[j];
-    c->order[j] = tmp;
-  }
+  shuffle (c->order, CONC_N, 44);
 
   for (int i = 0; i < CONC_READERS; i++)
     ck_assert_int_eq (pthread_create (&readers[i], NULL, reader, c), 0);
@@ -715,14 +722,7 @@ START_TEST (test_concurrent_churn)
 
   ck_assert_ptr_nonnull (c);
   c->t = new_table ((uint64_t) CHURN_N * CONC_STRIDE);
-  srandom (45);
-  for (uint32_t i = 0; i < CHURN_N; i++)
-    c->order[i] = i;
-  for (uint32_t i = CHURN_N - 1; i > 0; i--) {
-    uint32_t j = random () % (i + 1), tmp = c->order[i];
-    c->order[i] = c->order[j];
-    c->order[j] = tmp;
-  }
+  shuffle (c->order, CHURN_N, 45);
 
   for (int i = 0; i < CONC_READERS; i++)
     ck_assert_int_eq (pthread_create (&readers[i], NULL, churn_reader, c),
