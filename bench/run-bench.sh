@@ -488,6 +488,15 @@ def target_for(c, w):
 def med(vals, i):
     return statistics.median(v[i] for v in vals)
 
+# Ratios pair each round's X with the same round's A (run within half a
+# minute of each other) and take the median of those: a slow spell of
+# the machine that spans several jobs cancels out, where a ratio of
+# medians would compare runs minutes apart.
+def paired(vals, base, i, invert=False):
+    rs = [(b[i] / v[i] if invert else v[i] / b[i])
+          for v, b in zip(vals, base) if v[i] and b[i]]
+    return statistics.median(rs) if rs else None
+
 lines = []
 out = lines.append
 out("| workload | config | IOPS | MiB/s | p99 (us) | IOPS spread "
@@ -505,11 +514,12 @@ for w in workloads:
         rng = "%.1f%%" % ((hi - lo) / iops * 100)
         t = target_for(c, w)
         if base and c != "A":
-            ri = iops / med(base, 0)
-            rl = med(base, 2) / p99
+            ri = paired(v, base, 0)
+            rl = paired(v, base, 2, invert=True)
+            rc = paired(v, base, 3, invert=True)
             si = "%.3f" % ri
             sl = "%.3f" % rl
-            sc = "%.3f" % (med(base, 3) / cpu) if cpu else "?"
+            sc = "%.3f" % rc if rc else "?"
             if t is not None:
                 if ri < t:
                     si = "**%.3f MISS**" % ri
@@ -580,9 +590,12 @@ h("**Targets:** B >= 0.97 on every workload, C >= 0.95 on every workload, "
   "latency as well as for IOPS).")
 h("")
 h("IOPS, MiB/s, p99 and server CPU are medians over the rounds; IOPS "
-  "spread is (max - min) / median of the rounds, a measure of the noise: "
-  "a ratio that differs from 1 by less than the spreads of A and X is "
-  "not a measured difference.  Server CPU is the nbdkit process's user + "
+  "spread is (max - min) / median of the rounds, a measure of the noise.  "
+  "Each ratio is the median over the rounds of that round's X against "
+  "the same round's A (the jobs of one workload run one after the other "
+  "in a round), so that a slow spell of the machine that spans several "
+  "jobs cancels out; it may therefore differ from the ratio of the "
+  "medians shown.  Server CPU is the nbdkit process's user + "
   "system time during the job divided by the I/Os fio completed.  Other "
   "CPU is the most, over the rounds, that processes other than this "
   "nbdkit and fio used during the job, in % of one CPU.  CPU ratio A/X "
