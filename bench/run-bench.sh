@@ -21,8 +21,8 @@
 # the output of bench/table-bench.c.
 #
 # Environment (defaults in brackets):
-#   ROUNDS [3]          rounds of every workload on every configuration
-#   RUNTIME [5]         seconds per fio job
+#   ROUNDS [5]          rounds of every workload on every configuration
+#   RUNTIME [3]         seconds per fio job
 #   IODEPTH [16]        fio iodepth of every job
 #   DISK_GIB [16]       size of the sparse image
 #   REGION_MIB [256]    the region fio uses (and D remaps entirely)
@@ -45,8 +45,8 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ROUNDS=${ROUNDS:-3}
-RUNTIME=${RUNTIME:-5}
+ROUNDS=${ROUNDS:-5}
+RUNTIME=${RUNTIME:-3}
 IODEPTH=${IODEPTH:-16}
 DISK_GIB=${DISK_GIB:-16}
 REGION_MIB=${REGION_MIB:-256}
