@@ -60,6 +60,33 @@ remap_options_init (struct remap_options *opt)
   opt->storm_limit = REMAP_DEFAULT_STORM_LIMIT;
 }
 
+int
+remap_parse_percent (const char *value, uint32_t *x100, uint32_t max_x100)
+{
+  unsigned whole = 0, frac = 0, digits = 0;
+  const char *p = value;
+
+  if (*p < '0' || *p > '9')
+    return -1;
+  while (*p >= '0' && *p <= '9' && whole <= 100)
+    whole = whole * 10 + (*p++ - '0');
+  if (*p == '.') {
+    p++;
+    while (*p >= '0' && *p <= '9' && digits < 2) {
+      frac = frac * 10 + (*p++ - '0');
+      digits++;
+    }
+    if (digits == 0)
+      return -1;
+    if (digits == 1)
+      frac *= 10;
+  }
+  if (strcmp (p, "%") != 0)
+    return -1;
+  *x100 = whole * 100 + frac;
+  return *x100 > 0 && *x100 <= max_x100 ? 0 : -1;
+}
+
 static int
 spare_count_for (const struct remap_options *opt, uint64_t disk_size,
                  uint32_t sector_size, uint32_t *count)

@@ -66,6 +66,11 @@ struct remap_options {
 
 /* Fills the defaults of everything but the layout. */
 extern void remap_options_init (struct remap_options *opt);
+/* "N%" with up to two decimals, in hundredths: 0 < *x100 <= max_x100,
+ * else -1.  For remap-spare-size, remap-warn and remapctl --spare-size.
+ */
+extern int remap_parse_percent (const char *value, uint32_t *x100,
+                                uint32_t max_x100);
 
 #define REMAP_DEFAULT_SPARE_PERCENT_X100 100  /* 1% */
 #define REMAP_DEFAULT_MIN_SPARES 64

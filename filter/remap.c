@@ -61,34 +61,6 @@ remap_unload (void)
   free (metrics_path);
 }
 
-/* "N%" with up to two decimals, 0 < N <= max (in hundredths). */
-static int
-parse_percent (const char *value, uint32_t *x100, uint32_t max_x100)
-{
-  unsigned whole = 0, frac = 0, digits = 0;
-  const char *p = value;
-
-  if (*p < '0' || *p > '9')
-    return -1;
-  while (*p >= '0' && *p <= '9' && whole <= 100)
-    whole = whole * 10 + (*p++ - '0');
-  if (*p == '.') {
-    p++;
-    while (*p >= '0' && *p <= '9' && digits < 2) {
-      frac = frac * 10 + (*p++ - '0');
-      digits++;
-    }
-    if (digits == 0)
-      return -1;
-    if (digits == 1)
-      frac *= 10;
-  }
-  if (strcmp (p, "%") != 0)
-    return -1;
-  *x100 = whole * 100 + frac;
-  return *x100 > 0 && *x100 <= max_x100 ? 0 : -1;
-}
-
 /* remap-warn=75%,90%: ascending percentages, or "none". */
 static int
 parse_warn (const char *value)
@@ -107,7 +79,7 @@ parse_warn (const char *value)
        item = strtok_r (NULL, ",", &save)) {
     uint32_t *slot = &options.warn_x100[options.nr_warn];
     if (options.nr_warn >= REMAP_MAX_WARN ||
-        parse_percent (item, slot, 10000) == -1 ||
+        remap_parse_percent (item, slot, 10000) == -1 ||
         (options.nr_warn > 0 && *slot <= slot[-1])) {
       nbdkit_error ("remap-warn=%s: give up to %d ascending percentages "
                     "of the spare pool, like 75%%,90%%, or none",
@@ -203,7 +175,8 @@ remap_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     options.spare_bytes = 0;
     options.spare_percent_x100 = 0;
     if (strchr (value, '%')) {
-      if (parse_percent (value, &options.spare_percent_x100, 5000) == -1) {
+      if (remap_parse_percent (value, &options.spare_percent_x100,
+                               5000) == -1) {
         nbdkit_error ("remap-spare-size=%s: a percentage must be more than "
                       "0%% and at most 50%% of the disk, with at most two "
                       "decimals (like 1%% or 0.25%%)", value);

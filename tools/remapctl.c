@@ -1555,37 +1555,6 @@ parse_size (const char *s, uint64_t *out)
   return 0;
 }
 
-/* "N%" with at most two decimals, in hundredths of a percent. */
-static int
-parse_percent (const char *s, uint32_t *x100)
-{
-  uint64_t whole = 0, frac = 0;
-  int digits = 0;
-
-  if (*s < '0' || *s > '9')
-    return -1;
-  for (; *s >= '0' && *s <= '9'; s++) {
-    whole = whole * 10 + (*s - '0');
-    if (whole > 100)
-      return -1;
-  }
-  if (*s == '.') {
-    for (s++; *s >= '0' && *s <= '9'; s++) {
-      if (++digits > 2)
-        return -1;
-      frac = frac * 10 + (*s - '0');
-    }
-    if (digits == 0)
-      return -1;
-    if (digits == 1)
-      frac *= 10;
-  }
-  if (strcmp (s, "%") != 0)
-    return -1;
-  *x100 = whole * 100 + frac;
-  return 0;
-}
-
 /* Handles one option; returns 0, or an exit status for bad input, or
  * -1 for --help (the caller prints the right help).
  */
@@ -1618,8 +1587,7 @@ handle_option (int c, const char *arg)
     spare_bytes_opt = 0;
     spare_pct_x100_opt = 0;
     if (strchr (arg, '%')) {
-      if (parse_percent (arg, &spare_pct_x100_opt) == -1 ||
-          spare_pct_x100_opt == 0 || spare_pct_x100_opt > 5000) {
+      if (remap_parse_percent (arg, &spare_pct_x100_opt, 5000) == -1) {
         error_msg ("--spare-size=%s: a percentage must be more than 0%% "
                    "and at most 50%%, with at most two decimals (like 1%% "
                    "or 0.25%%)", arg);
