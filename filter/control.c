@@ -26,6 +26,7 @@
 
 #include "cleanup.h"
 #include "control.h"
+#include "metricsfile.h"
 #include "report.h"
 
 #define MAX_CLIENTS 16
@@ -395,53 +396,15 @@ static int
 replace_metrics (void)
 {
   struct remap_buf text = { 0 };
-  CLEANUP_FREE char *tmp = NULL;
-  FILE *fp;
   int r = -1;
 
-  if (asprintf (&tmp, "%s.tmp", ctl.metrics_path) == -1)
-    return -1;
   remap_report_metrics (ctl.dev, &text);
-  fp = fopen (tmp, "w");
-  if (text.failed || fp == NULL ||
-      fwrite (text.p, 1, text.len, fp) != text.len) {
-    if (fp)
-      fclose (fp);
-    unlink (tmp);
-  }
-  else if (fclose (fp) != 0 || rename (tmp, ctl.metrics_path) == -1)
-    unlink (tmp);
+  if (text.failed)
+    errno = ENOMEM;
   else
-    r = 0;
+    r = remap_metrics_file_write (ctl.metrics_path, text.p, text.len);
   remap_buf_free (&text);
   return r;
-}
-
-static void
-metrics_error (const char *path)
-{
-  nbdkit_error ("remap-metrics-file: cannot write %s: %m (does the "
-                "directory exist, and may nbdkit write to it?)", path);
-}
-
-int
-remap_metrics_check (const char *path)
-{
-  CLEANUP_FREE char *tmp = NULL;
-  int fd;
-
-  if (asprintf (&tmp, "%s.tmp", path) == -1) {
-    nbdkit_error ("asprintf: %m");
-    return -1;
-  }
-  fd = open (tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd == -1) {
-    metrics_error (path);
-    return -1;
-  }
-  close (fd);
-  unlink (tmp);
-  return 0;
 }
 
 /* While serving a failed write is not worth stopping for (the next
@@ -544,7 +507,8 @@ remap_control_start (struct remap_device *dev, const struct remap_io *origin,
     return -1;
   }
   if (ctl.metrics_path && replace_metrics () == -1) {
-    metrics_error (ctl.metrics_path);
+    nbdkit_error ("remap-metrics-file: cannot write %s: %m",
+                  ctl.metrics_path);
     return -1;
   }
   ctl.cancelled = false;

@@ -14,12 +14,6 @@
  */
 extern int remap_control_listen (const char *path);
 
-/* Checks that the metrics file can be written (by creating and
- * removing its temporary file), before the fork and before the disk
- * is touched.
- */
-extern int remap_metrics_check (const char *path);
-
 /* Starts the thread, once the device is loaded.  origin is the plugin
  * outside any connection, for the remap and unmap commands.
  */

@@ -16,6 +16,7 @@
 
 #include "cleanup.h"
 #include "control.h"
+#include "metricsfile.h"
 #include "device.h"
 #include "filestore.h"
 #include "nextio.h"
@@ -58,7 +59,7 @@ static int
 remap_get_ready (int thread_model)
 {
   (void) thread_model;
-  if (params.metrics_path && remap_metrics_check (params.metrics_path) == -1)
+  if (params.metrics_path && remap_metrics_file_check (params.metrics_path) == -1)
     return -1;
   if (params.control_path)
     return remap_control_listen (params.control_path);
