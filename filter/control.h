@@ -8,9 +8,10 @@
 #include "io.h"
 #include "report.h"
 
-/* Checks the socket path and binds it (mode 0600), replacing a stale
- * socket left by a server that died.  Called before the fork, so that
- * errors reach the terminal.
+/* Checks the socket path and binds it (mode 0600), replacing only a
+ * stale socket of this user (one that refuses connections) left by a
+ * server that died.  Called before the fork, so that errors reach the
+ * terminal.
  */
 extern int remap_control_listen (const char *path);
 
