@@ -219,9 +219,9 @@ remap_after_fork (nbdkit_backend *backend)
   }
   else {
     if (remap_file_open (&sparefile, "remap-spare", params.spare_path,
-                         params.options.readonly ? 0
+                         params.options.readonly ? REMAP_FILE_SPARE
                          : REMAP_FILE_WRITE | REMAP_FILE_CREATE |
-                           REMAP_FILE_TRUNCATE) == -1)
+                           REMAP_FILE_SPARE) == -1)
       goto error;
     store_size = sparefile.size;
     store = &sparefile.io;
