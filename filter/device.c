@@ -511,7 +511,7 @@ check_format_allowed (struct remap_device *dev,
     }
     remap_lock_release (fd);
   }
-  if (store->truncate &&
+  if (store->truncate && !opt->probe &&
       store->truncate (store->opaque, 0, &err) == -1) {
     nbdkit_error ("remap-format: emptying %s: %s", opt->store_name,
                   strerror (err));
@@ -634,8 +634,11 @@ remap_device_open (const struct remap_options *opt,
     goto error;
 
   if (opt->format) {
-    if (check_format_allowed (dev, opt, store, store_size, spares) == -1 ||
-        format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
+    if (check_format_allowed (dev, opt, store, store_size, spares) == -1)
+      goto error;
+    if (opt->probe)
+      return dev;
+    if (format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
         take_lock (dev) == -1)
       goto error;
     remap_health_check_spares (dev);
@@ -653,6 +656,8 @@ remap_device_open (const struct remap_options *opt,
         check_blank (opt, store, store_size, disk_size, sector_size,
                      spares) == -1)
       goto error;
+    if (opt->probe)
+      return dev;
     if (format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
         take_lock (dev) == -1)
       goto error;
@@ -676,7 +681,13 @@ remap_device_open (const struct remap_options *opt,
                        &spares) == -1 ||
       check_identity (opt, &lr.header.geo, disk_size, spares) == -1)
     goto error;
-  if (adopt_loaded (dev, &lr) == -1 || take_lock (dev) == -1)
+  if (adopt_loaded (dev, &lr) == -1)
+    goto error;
+  if (opt->probe) {
+    free (lr.entries);
+    return dev;
+  }
+  if (take_lock (dev) == -1)
     goto error;
   nbdkit_debug ("remap: loaded %s: generation %" PRIu64 ", %" PRIu32
                 " entries, %" PRIu32 " of %" PRIu32 " spares used",
