@@ -329,8 +329,11 @@ remap_preconnect (nbdkit_next_preconnect *next, nbdkit_backend *nxdata,
     r = -1;
   }
   else if (device == NULL && open_device (nxdata, readonly) == -1) {
-    refuse ();
+    /* Quit first: nbdkit's accept loop then stops at its next poll
+     * instead of spinning on the shut-down sockets.
+     */
     nbdkit_shutdown ();
+    refuse ();
     r = -1;
   }
   pthread_mutex_unlock (&open_lock);
