@@ -28,7 +28,7 @@ static_assert (REMAP_FLAG_FUA == NBDKIT_FLAG_FUA, "FUA flag value");
 static_assert (REMAP_FLAG_MAY_TRIM == NBDKIT_FLAG_MAY_TRIM, "flag value");
 static_assert (REMAP_FLAG_FAST_ZERO == NBDKIT_FLAG_FAST_ZERO, "flag value");
 
-/* Server-wide state, from .after_fork to .cleanup. */
+/* Server-wide state, from the first client's .preconnect to .cleanup. */
 static nbdkit_next *shared_next;
 static struct remap_io shared_origin;  /* the plugin, outside connections */
 static struct remap_file sparefile = { .fd = -1 };
