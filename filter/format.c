@@ -89,7 +89,7 @@ remap_decode_strerror (enum remap_decode_status s)
   case REMAP_DECODE_BAD_ENTRIES: return "impossible table entries";
   case REMAP_DECODE_UNREADABLE: return "unreadable (I/O error)";
   case REMAP_DECODE_PAST_END:
-    return "lies past the end of the store (was it truncated?)";
+    return "lies past the end of the file or disk (truncated, or forged)";
   }
   return "unknown status";
 }

@@ -242,7 +242,10 @@ find_geometry (const struct remap_io *store, uint64_t store_size,
     *geo = h.geo;
     *status = st;
   }
-  else if (*status == REMAP_DECODE_NO_MAGIC)
+  /* A header A that would do but for the store's size says more than
+   * what the probe for header B found at the (short) store's end.
+   */
+  else if (*status == REMAP_DECODE_NO_MAGIC || st == REMAP_DECODE_PAST_END)
     *status = st;
 }
 
