@@ -251,7 +251,6 @@ open_device (nbdkit_backend *backend, bool readonly)
   uint64_t store_size;
   int can_write;
 
-  params.options.readonly = readonly;
   shared_next = open_shared_next (backend, readonly, &shared_origin,
                                   &disk_size, &can_write);
   if (shared_next == NULL)
@@ -316,11 +315,34 @@ remap_after_fork (nbdkit_backend *backend)
 
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
+struct open_request {
+  nbdkit_backend *backend;
+  bool readonly;
+  int r;
+  bool quit;                    /* the server was stopping */
+};
+
+/* open_device runs in a thread of its own, outside the connection
+ * that asked for it: nbdkit's quit checks (nbdkit_nanosleep) then
+ * stop it only when the server stops, not when that client hangs up.
+ */
+static void *
+open_thread (void *vp)
+{
+  struct open_request *rq = vp;
+
+  rq->r = open_device (rq->backend, rq->readonly);
+  rq->quit = rq->r == -1 && quitting ();
+  return NULL;
+}
+
 static int
 remap_preconnect (nbdkit_next_preconnect *next, nbdkit_backend *nxdata,
                   int readonly)
 {
-  int r = 0;
+  struct open_request rq = { .backend = nxdata, .readonly = readonly };
+  pthread_t thread;
+  int r = 0, e;
 
   pthread_mutex_lock (&open_lock);
   if (refused) {
@@ -328,13 +350,22 @@ remap_preconnect (nbdkit_next_preconnect *next, nbdkit_backend *nxdata,
                   "(see the first error)");
     r = -1;
   }
-  else if (device == NULL && open_device (nxdata, readonly) == -1) {
+  else if (device == NULL) {
+    if ((e = pthread_create (&thread, NULL, open_thread, &rq)) != 0) {
+      nbdkit_error ("remap: pthread_create: %s", strerror (e));
+      r = -1;
+    }
+    else {
+      pthread_join (thread, NULL);
+      r = rq.r;
+    }
     /* Quit first: nbdkit's accept loop then stops at its next poll
      * instead of spinning on the shut-down sockets.
      */
-    nbdkit_shutdown ();
-    refuse ();
-    r = -1;
+    if (r == -1 && !rq.quit) {
+      nbdkit_shutdown ();
+      refuse ();
+    }
   }
   pthread_mutex_unlock (&open_lock);
   if (r == -1)
