@@ -149,15 +149,22 @@ read_copy (const struct remap_io *store, uint64_t store_size,
   return read_table (store, h, hbuf, table_offset, entries);
 }
 
-/* Whether the region a header describes lies inside the store: every
- * size and offset used later comes from it, so this bounds every read
- * and allocation of a load by the real size of the store.
+/* Whether the region a header describes fits the store: every size
+ * and offset used later comes from it.  On a disk the whole region
+ * must be there.  A spare file may end before copy B (a cut tail
+ * loses only that copy, which is then rewritten), but every spare
+ * must be there: a spare past the end would read as zeros, not as
+ * the data it holds.  (A table past the end is refused by read_copy,
+ * before anything is allocated for it.)
  */
 static bool
 region_fits (const struct remap_geometry *g, uint64_t store_size)
 {
-  return g->region_offset <= store_size &&
-    g->region_size <= store_size - g->region_offset;
+  if (g->internal)
+    return g->region_offset <= store_size &&
+      g->region_size <= store_size - g->region_offset;
+  return g->spare_offset <= store_size &&
+    (store_size - g->spare_offset) / g->sector_size >= g->spare_count;
 }
 
 /* Finds a trustworthy geometry: from header B (whose position does
@@ -233,8 +240,8 @@ find_geometry (const struct remap_io *store, uint64_t store_size,
   if (st == REMAP_DECODE_OK &&
       (h.geo.internal != internal || h.geo.header_offset[0] != a_offset))
     st = REMAP_DECODE_BAD_GEOMETRY;
-  /* A spare file shorter than the region its header A describes was
-   * truncated (its spares and copy B are gone), or forged.
+  /* A spare file too short for the spares its header A describes was
+   * truncated, or forged.
    */
   if (st == REMAP_DECODE_OK && !region_fits (&h.geo, store_size))
     st = REMAP_DECODE_PAST_END;

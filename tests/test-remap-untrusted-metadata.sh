@@ -7,8 +7,8 @@
 # with a message that the metadata lies past the end of the file, and
 # neither process grows past a few tens of MiB (before the fix each
 # reached over 512 MiB).  remapctl check and the filter load through
-# the same function, remap_metadata_load.  A spare file cut short of
-# its region is refused the same way instead of reading as zeros.
+# the same function, remap_metadata_load.  A spare file cut short into
+# its spares is refused the same way instead of reading them as zeros.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires nbdinfo
@@ -60,7 +60,7 @@ cat "$tmp/log2"; echo "nbdkit: status $(cat "$tmp/log2.rc"), peak ${rss} KiB"
 grep -q "past the end" "$tmp/log2" || fail "nbdkit: no past-the-end message"
 [ "$rss" -lt $limit_kb ] || fail "nbdkit grew to $rss KiB"
 
-# 3. A genuine spare file cut short (its spares and copy B gone).
+# 3. A genuine spare file cut short into its spares (and copy B gone).
 short=$tmp/short.spare
 cp --sparse=always "$spare" "$short"
 truncate -s 1M "$short"
