@@ -5,8 +5,8 @@
 # entry count says 16 Mi entries (a 256 MiB table, read before its
 # checksum) is refused at once by remapctl check and by nbdkit --run,
 # with a message that the metadata lies past the end of the file, and
-# neither process grows past a few tens of MiB (before the fix each
-# reached over 512 MiB).  remapctl check and the filter load through
+# neither process grows past 64 MiB (before the fix remapctl check
+# reached 262 MiB).  remapctl check and the filter load through
 # the same function, remap_metadata_load.  A spare file cut short into
 # its spares is refused the same way instead of reading them as zeros.
 source "$(dirname "$0")/functions.sh"
