@@ -614,6 +614,20 @@ remap_device_view (const struct remap_options *opt,
   return dev;
 }
 
+void
+remap_device_report_damaged (const struct remap_options *opt,
+                             const struct remap_load_result *lr)
+{
+  char what[512];
+
+  remap_metadata_describe (lr, what, sizeof what);
+  nbdkit_error ("the remap metadata of %s is damaged and no copy can be "
+                "used (%s); refusing to start so that nothing is lost.  "
+                "Inspect it with remapctl check, or use remap-format=yes "
+                "to discard it (every remap in it is lost)",
+                opt->store_name, what);
+}
+
 struct remap_device *
 remap_device_open (const struct remap_options *opt,
                    const struct remap_io *store, uint64_t store_size,
@@ -665,12 +679,7 @@ remap_device_open (const struct remap_options *opt,
     return dev;
 
   case REMAP_FOUND_DAMAGED:
-    remap_metadata_describe (&lr, what, sizeof what);
-    nbdkit_error ("the remap metadata of %s is damaged and no copy can be "
-                  "used (%s); refusing to start so that nothing is lost.  "
-                  "Inspect it with remapctl check, or use remap-format=yes "
-                  "to discard it (every remap in it is lost)",
-                  opt->store_name, what);
+    remap_device_report_damaged (opt, &lr);
     goto error;
 
   case REMAP_FOUND_VALID:

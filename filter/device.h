@@ -146,6 +146,11 @@ extern struct remap_device *remap_device_open (const struct remap_options *opt,
                                                const struct remap_io *store,
                                                uint64_t store_size,
                                                uint64_t disk_size);
+/* The refusal of a store whose metadata is ours but unusable
+ * (REMAP_FOUND_DAMAGED), describing each copy.
+ */
+extern void remap_device_report_damaged (const struct remap_options *opt,
+                                         const struct remap_load_result *lr);
 /* A read-only device over what remap_metadata_load found, taking no
  * lock and writing nothing: for tools that only report.
  */

@@ -62,14 +62,45 @@ remap_unload (void)
 }
 
 
-/* The control socket is bound and the metrics file tried before
- * nbdkit forks, so that a bad path stops the server with the message
- * on the terminal, before anything is written to the disk.
+/* A spare file can be read before nbdkit forks, unlike the plugin:
+ * damaged metadata in it (also a file cut short, or a forged header)
+ * is refused here, with the message on the terminal and before any
+ * --run command starts.  The checks that need the disk wait for
+ * after_fork.
+ */
+static int
+check_spare_file (void)
+{
+  struct remap_file file = { .fd = -1 };
+  struct remap_load_result lr;
+
+  if (params.options.internal || params.options.format ||
+      (access (params.spare_path, F_OK) == -1 && errno == ENOENT))
+    return 0;
+  if (remap_file_open (&file, "remap-spare", params.spare_path, 0) == -1)
+    return -1;
+  remap_metadata_load (&file.io, file.size, false,
+                       params.options.sector_size, 0, &lr);
+  free (lr.entries);
+  remap_file_close (&file, params.spare_path, false);
+  if (lr.found == REMAP_FOUND_DAMAGED) {
+    remap_device_report_damaged (&params.options, &lr);
+    return -1;
+  }
+  return 0;
+}
+
+/* The control socket is bound, the metrics file tried and the spare
+ * file checked before nbdkit forks, so that a bad path stops the
+ * server with the message on the terminal, before anything is
+ * written to the disk.
  */
 static int
 remap_get_ready (int thread_model)
 {
   (void) thread_model;
+  if (check_spare_file () == -1)
+    return -1;
   if (params.metrics_path && remap_metrics_check (params.metrics_path) == -1)
     return -1;
   if (params.control_path)
