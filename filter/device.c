@@ -522,14 +522,16 @@ check_format_allowed (struct remap_device *dev,
 }
 
 /* Refuses to share a table with another server or a remapctl that
- * is changing it.
+ * is changing it.  A probe takes the lock shared, as a read-only
+ * server would: a holder that refuses even that refuses any start.
  */
 static int
 take_lock (struct remap_device *dev)
 {
   char path[256];
 
-  dev->lock_fd = remap_lock_acquire (dev->geo.uuid, !dev->opt.readonly,
+  dev->lock_fd = remap_lock_acquire (dev->geo.uuid,
+                                     !dev->opt.readonly && !dev->opt.probe,
                                      path, sizeof path);
   if (dev->lock_fd == -1) {
     if (errno == EWOULDBLOCK)
@@ -690,14 +692,12 @@ remap_device_open (const struct remap_options *opt,
                        &spares) == -1 ||
       check_identity (opt, &lr.header.geo, disk_size, spares) == -1)
     goto error;
-  if (adopt_loaded (dev, &lr) == -1)
+  if (adopt_loaded (dev, &lr) == -1 || take_lock (dev) == -1)
     goto error;
   if (opt->probe) {
     free (lr.entries);
     return dev;
   }
-  if (take_lock (dev) == -1)
-    goto error;
   nbdkit_debug ("remap: loaded %s: generation %" PRIu64 ", %" PRIu32
                 " entries, %" PRIu32 " of %" PRIu32 " spares used",
                 opt->store_name, lr.header.generation, lr.header.entry_count,

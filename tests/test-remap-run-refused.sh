@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proves that every kind of refusal ends nbdkit --run promptly instead
 # of leaving the command's client waiting for a handshake: refusals of
-# the parameters and of a damaged spare file (before nbdkit forks: the
+# the parameters, of paths and of a damaged spare file (before nbdkit forks: the
 # command never runs), of what is on the disk (after the fork, before
 # any client) and of what a read-only server cannot do (at the first
 # client).  Each nbdkit --run 'nbdinfo' exits
@@ -49,6 +49,9 @@ refused_run before "$tmp/log1" "remap-spare-size" "$blank" \
   --filter="$REMAP_FILTER" file "$blank" remap-spare-size=lots
 refused_run before "$tmp/log2" "remap-control" "$blank" \
   --filter="$REMAP_FILTER" file "$blank" remap-control="$tmp/no/such/dir/s"
+refused_run before "$tmp/log2a" "remap-metrics-file" "$blank" \
+  --filter="$REMAP_FILTER" file "$blank" \
+  remap-metrics-file="$tmp/no/such/dir/remap.prom"
 bad_spare=$tmp/bad.spare
 start_server sock "$tmp/log-spare" --filter="$REMAP_FILTER" file "$blank" \
   remap-spare="$bad_spare"
@@ -60,7 +63,7 @@ refused_run before "$tmp/log2b" "damaged" "$bad_spare" \
 
 # 2. After the fork, before any client (these need the disk): data
 #    where the region would go, both copies damaged, a resized disk,
-#    remap-add past the end, a spare file holding data (telling data
+#    a table in use by a writable server, remap-add past the end, a spare file holding data (telling data
 #    from blank needs the layout, which needs the disk's size).
 data=$tmp/data.img
 truncate -s 64M "$data"
@@ -83,6 +86,11 @@ truncate -s 65M "$grown"
 refused_run after "$tmp/log5" "resized" "$grown" \
   --filter="$REMAP_FILTER" file "$grown"
 
+start_server sock "$tmp/log-holder" --filter="$REMAP_FILTER" file "$formatted"
+refused_run after "$tmp/log5a" "in use" "$formatted" \
+  --filter="$REMAP_FILTER" file "$formatted"
+stop_server "$sock"
+
 refused_run after "$tmp/log6" "past the end" "$formatted" \
   --filter="$REMAP_FILTER" file "$formatted" remap-add=99999999
 
@@ -92,14 +100,15 @@ chmod 600 "$spare"
 refused_run after "$tmp/log7" "not remap metadata" "$spare" \
   --filter="$REMAP_FILTER" file "$blank" remap-spare="$spare"
 
-# 3. At the first client, when nbdkit says it is read-only: a blank
-#    disk, remap-add, remap-format=yes.
+# 3. At the first client, when nbdkit says whether it is read-only: a
+#    blank disk, remap-add, remap-format=yes under -r.
 refused_run after "$tmp/log8" "read-only" "$blank" \
   -r --filter="$REMAP_FILTER" file "$blank"
 refused_run after "$tmp/log9" "writable" "$formatted" \
   -r --filter="$REMAP_FILTER" file "$formatted" remap-add=5
 refused_run after "$tmp/log10" "read-only" "$formatted" \
   -r --filter="$REMAP_FILTER" file "$formatted" remap-format=yes
+
 
 # 4. Without --run, a refusal at the first client ends the server with
 #    a failure.
