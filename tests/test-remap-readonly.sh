@@ -4,26 +4,27 @@
 # abbreviation --reado, and for each of them the image is left
 # byte-identical when it is blank (the filter refuses, the client gets
 # an error instead of waiting), when one metadata copy is damaged (it
-# serves from the other and does not repair), and with remap-add (it
-# refuses).  A writable server over the same images does format,
+# serves from the other and does not repair), with remap-add (it
+# refuses), and a spare file that does not exist is not created.  A writable server over the same images does format,
 # repair and remap, so each check can see a write.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires nbdinfo
 
-# ro_run SPELLING IMAGE LOG ARGS...: nbdkit -r (spelled SPELLING) with
-# the filter over IMAGE, one nbdinfo under --run; prints its status.
+# ro_run SPELLING IMAGE LOG PARAMS...: nbdkit -r (spelled SPELLING)
+# with the filter (and its PARAMS) over IMAGE, one nbdinfo under --run;
+# prints its status.
 ro_run ()
 {
-  local spelling=$1 img=$2 log=$3 sock=$tmp/ro.sock r=0
+  local spelling=$1 img=$2 log=$3 sock=$tmp/ro.sock r=0 opts
   shift 3
   rm -f "$sock"
   case $spelling in
-    -rU) set -- -rU "$sock" "$@" ;;
-    *) set -- "$spelling" -U "$sock" "$@" ;;
+    -rU) opts=(-rU "$sock") ;;
+    *) opts=("$spelling" -U "$sock") ;;
   esac
   timeout $(( $(scaled_ms 20000) / 1000 )) \
-    nbdkit "$@" --filter="$REMAP_FILTER" file "$img" \
+    nbdkit "${opts[@]}" --filter="$REMAP_FILTER" file "$img" "$@" \
       --run 'nbdinfo --size "$uri"' >"$log" 2>&1 || r=$?
   echo $r
 }
@@ -71,7 +72,19 @@ for spelling in -r -rf -fr -rU --readonly --read-only --reado; do
   cat "$tmp/log3"
   [ "$r" -ne 0 ] || fail "$spelling: remap-add was accepted read-only"
   [ "$r" -ne 124 ] || fail "$spelling: the --run command timed out"
+  grep -q "need a writable disk" "$tmp/log3" || fail "$spelling: no remap-add message"
   [ "$(file_md5 "$img")" = "$before" ] || fail "$spelling: remap-add wrote the image"
+
+  # 4. A spare file that does not exist yet: refused, not created.
+  img=$tmp/blank.img
+  rm -f "$tmp/new.spare"
+  r=$(ro_run "$spelling" "$img" "$tmp/log4" remap-spare="$tmp/new.spare")
+  cat "$tmp/log4"
+  [ "$r" -ne 0 ] || fail "$spelling: served without a spare file"
+  [ "$r" -ne 124 ] || fail "$spelling: the --run command timed out"
+  grep -q "new.spare" "$tmp/log4" || fail "$spelling: no message naming the spare file"
+  ! grep -q "cannot open plugin" "$tmp/log4" || fail "$spelling: bad nbdkit command line"
+  [ ! -e "$tmp/new.spare" ] || fail "$spelling: the spare file was created"
 done
 
 # Writable, the same three images are written: the checks above see
