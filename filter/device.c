@@ -511,7 +511,7 @@ check_format_allowed (struct remap_device *dev,
     }
     remap_lock_release (fd);
   }
-  if (store->truncate &&
+  if (store->truncate && !opt->probe &&
       store->truncate (store->opaque, 0, &err) == -1) {
     nbdkit_error ("remap-format: emptying %s: %s", opt->store_name,
                   strerror (err));
@@ -522,14 +522,16 @@ check_format_allowed (struct remap_device *dev,
 }
 
 /* Refuses to share a table with another server or a remapctl that
- * is changing it.
+ * is changing it.  A probe takes the lock shared, as a read-only
+ * server would: a holder that refuses even that refuses any start.
  */
 static int
 take_lock (struct remap_device *dev)
 {
   char path[256];
 
-  dev->lock_fd = remap_lock_acquire (dev->geo.uuid, !dev->opt.readonly,
+  dev->lock_fd = remap_lock_acquire (dev->geo.uuid,
+                                     !dev->opt.readonly && !dev->opt.probe,
                                      path, sizeof path);
   if (dev->lock_fd == -1) {
     if (errno == EWOULDBLOCK)
@@ -614,6 +616,20 @@ remap_device_view (const struct remap_options *opt,
   return dev;
 }
 
+void
+remap_device_report_damaged (const struct remap_options *opt,
+                             const struct remap_load_result *lr)
+{
+  char what[512];
+
+  remap_metadata_describe (lr, what, sizeof what);
+  nbdkit_error ("the remap metadata of %s is damaged and no copy can be "
+                "used (%s); refusing to start so that nothing is lost.  "
+                "Inspect it with remapctl check, or use remap-format=yes "
+                "to discard it (every remap in it is lost)",
+                opt->store_name, what);
+}
+
 struct remap_device *
 remap_device_open (const struct remap_options *opt,
                    const struct remap_io *store, uint64_t store_size,
@@ -634,8 +650,11 @@ remap_device_open (const struct remap_options *opt,
     goto error;
 
   if (opt->format) {
-    if (check_format_allowed (dev, opt, store, store_size, spares) == -1 ||
-        format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
+    if (check_format_allowed (dev, opt, store, store_size, spares) == -1)
+      goto error;
+    if (opt->probe)
+      return dev;
+    if (format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
         take_lock (dev) == -1)
       goto error;
     remap_health_check_spares (dev);
@@ -653,6 +672,8 @@ remap_device_open (const struct remap_options *opt,
         check_blank (opt, store, store_size, disk_size, sector_size,
                      spares) == -1)
       goto error;
+    if (opt->probe)
+      return dev;
     if (format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
         take_lock (dev) == -1)
       goto error;
@@ -660,12 +681,7 @@ remap_device_open (const struct remap_options *opt,
     return dev;
 
   case REMAP_FOUND_DAMAGED:
-    remap_metadata_describe (&lr, what, sizeof what);
-    nbdkit_error ("the remap metadata of %s is damaged and no copy can be "
-                  "used (%s); refusing to start so that nothing is lost.  "
-                  "Inspect it with remapctl check, or use remap-format=yes "
-                  "to discard it (every remap in it is lost)",
-                  opt->store_name, what);
+    remap_device_report_damaged (opt, &lr);
     goto error;
 
   case REMAP_FOUND_VALID:
@@ -678,6 +694,10 @@ remap_device_open (const struct remap_options *opt,
     goto error;
   if (adopt_loaded (dev, &lr) == -1 || take_lock (dev) == -1)
     goto error;
+  if (opt->probe) {
+    free (lr.entries);
+    return dev;
+  }
   nbdkit_debug ("remap: loaded %s: generation %" PRIu64 ", %" PRIu32
                 " entries, %" PRIu32 " of %" PRIu32 " spares used",
                 opt->store_name, lr.header.generation, lr.header.entry_count,

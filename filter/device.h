@@ -54,6 +54,10 @@ struct remap_options {
   uint32_t spare_percent_x100;  /* 0: default */
   bool format;                  /* overwrite whatever is there */
   bool readonly;
+  /* Check as for a writable server, but write and lock nothing: the
+   * start-up checks made before nbdkit says whether it is read-only.
+   */
+  bool probe;
   const char *store_name;       /* for messages: file name or "the disk" */
 
   uint32_t read_retries;        /* extra tries of a failed sector read */
@@ -134,12 +138,19 @@ struct remap_device {
 /* Finds, checks or formats the metadata in store (store_size bytes;
  * for the internal region store is the plugin itself and store_size
  * its size) and builds the in-memory state.  Reports problems with
- * nbdkit_error.  Does not start the sync thread.
+ * nbdkit_error.  Does not start the sync thread.  With opt->probe it
+ * stops before the first write (format, repair), takes the lock only
+ * shared, and returns a device fit only for remap_device_free.
  */
 extern struct remap_device *remap_device_open (const struct remap_options *opt,
                                                const struct remap_io *store,
                                                uint64_t store_size,
                                                uint64_t disk_size);
+/* The refusal of a store whose metadata is ours but unusable
+ * (REMAP_FOUND_DAMAGED), describing each copy.
+ */
+extern void remap_device_report_damaged (const struct remap_options *opt,
+                                         const struct remap_load_result *lr);
 /* A read-only device over what remap_metadata_load found, taking no
  * lock and writing nothing: for tools that only report.
  */

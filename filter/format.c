@@ -88,6 +88,8 @@ remap_decode_strerror (enum remap_decode_status s)
   case REMAP_DECODE_BAD_CHECKSUM: return "checksum mismatch";
   case REMAP_DECODE_BAD_ENTRIES: return "impossible table entries";
   case REMAP_DECODE_UNREADABLE: return "unreadable (I/O error)";
+  case REMAP_DECODE_PAST_END:
+    return "lies past the end of the file or disk (truncated, or forged)";
   }
   return "unknown status";
 }
@@ -265,12 +267,25 @@ remap_entries_encode (const struct remap_entry *entries, size_t n,
   }
 }
 
+uint32_t
+remap_table_crc_start (const unsigned char *header_buf)
+{
+  return crc32c_update (0, header_buf, CRC_OFFSET);
+}
+
+uint32_t
+remap_table_crc_add (uint32_t crc, const unsigned char *table_part,
+                     uint32_t n)
+{
+  return crc32c_update (crc, table_part, (size_t) n * REMAP_ENTRY_BYTES);
+}
+
 static uint32_t
 copy_checksum (const unsigned char *header_buf, const unsigned char *table,
                uint32_t entry_count)
 {
-  uint32_t crc = crc32c_update (0, header_buf, CRC_OFFSET);
-  return crc32c_update (crc, table, (size_t) entry_count * REMAP_ENTRY_BYTES);
+  return remap_table_crc_add (remap_table_crc_start (header_buf), table,
+                              entry_count);
 }
 
 void
@@ -354,13 +369,22 @@ remap_entries_decode (const struct remap_header *h,
                       const unsigned char *table,
                       struct remap_entry *entries)
 {
-  const struct remap_geometry *g = &h->geo;
-
   if (copy_checksum (header_buf, table, h->entry_count) != h->table_crc)
     return REMAP_DECODE_BAD_CHECKSUM;
+  return remap_entries_decode_part (h, table, 0, h->entry_count, entries);
+}
 
-  for (uint32_t i = 0; i < h->entry_count; i++) {
-    const unsigned char *p = table + (size_t) i * REMAP_ENTRY_BYTES;
+enum remap_decode_status
+remap_entries_decode_part (const struct remap_header *h,
+                           const unsigned char *table_part,
+                           uint32_t first, uint32_t n,
+                           struct remap_entry *entries)
+{
+  const struct remap_geometry *g = &h->geo;
+
+  for (uint32_t i = first; i < first + n; i++) {
+    const unsigned char *p =
+      table_part + (size_t) (i - first) * REMAP_ENTRY_BYTES;
     struct remap_entry *e = &entries[i];
     const struct remap_entry *prev = i > 0 ? &entries[i-1] : NULL;
 

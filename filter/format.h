@@ -83,6 +83,7 @@ enum remap_decode_status {
   REMAP_DECODE_BAD_CHECKSUM,    /* header or table checksum wrong */
   REMAP_DECODE_BAD_ENTRIES,     /* checksum right, contents impossible */
   REMAP_DECODE_UNREADABLE,      /* the store failed to read it */
+  REMAP_DECODE_PAST_END,        /* says it lies past the store's end */
 };
 extern const char *remap_decode_strerror (enum remap_decode_status s);
 
@@ -136,6 +137,21 @@ remap_entries_decode (const struct remap_header *h,
                       const unsigned char *header_buf,
                       const unsigned char *table,
                       struct remap_entry *entries);
+/* The same in pieces, for a table read a chunk at a time: the
+ * checksum starts from the header and adds the encoded entries in
+ * order (compare the result with h->table_crc); entries[first ..
+ * first+n) are decoded and validated from table_part, with
+ * entries[first-1] already decoded.
+ */
+extern uint32_t remap_table_crc_start (const unsigned char *header_buf);
+extern uint32_t remap_table_crc_add (uint32_t crc,
+                                     const unsigned char *table_part,
+                                     uint32_t n);
+extern enum remap_decode_status
+remap_entries_decode_part (const struct remap_header *h,
+                           const unsigned char *table_part,
+                           uint32_t first, uint32_t n,
+                           struct remap_entry *entries);
 
 /* The spares that relocation slot k occupies: slot 0 is the top of
  * the pool, slot 1 below it, and so on.  Returns false if the pool is

@@ -4,6 +4,12 @@
  * our magic but no usable copy is reported as damaged and never
  * treated as blank: the caller refuses to start rather than format
  * over it.
+ *
+ * The store may be untrusted (a spare file another account could
+ * write): a header is believed only as far as the store's real size
+ * allows, before anything is allocated for it, and a table is read
+ * and checksummed a chunk at a time, so a forged header cannot make a
+ * load allocate more than the store holds.
  */
 #include <config.h>
 
@@ -39,25 +45,94 @@ metadata_pwrite (const struct remap_io *store, const void *buf,
   return remap_io_pwrite_all (store, buf, len, offset, err);
 }
 
-/* Reads and fully checks the copy whose header is at header_offset
- * and table at table_offset, against geometry geo.  On success
- * *entries is allocated.  An I/O error makes the copy unreadable, not
- * the load fail: another copy may still be fine.
+/* Table entries read at a time.  Before its checksum is known, a
+ * load holds one chunk and the entries that decoded well so far, so
+ * what a header says costs memory only as far as the store really
+ * holds a table that looks right.
+ */
+#define TABLE_CHUNK_ENTRIES 16384       /* 256 KiB */
+
+/* Reads, checksums and decodes the table of the copy whose header
+ * (already decoded from hbuf) is h, a chunk at a time.  On success
+ * *entries is allocated.
  */
 static enum remap_decode_status
-read_copy (const struct remap_io *store, const struct remap_geometry *geo,
+read_table (const struct remap_io *store, const struct remap_header *h,
+            const unsigned char *hbuf, uint64_t table_offset,
+            struct remap_entry **entries)
+{
+  const uint32_t count = h->entry_count;
+  const uint32_t chunk = count < TABLE_CHUNK_ENTRIES ? count
+    : TABLE_CHUNK_ENTRIES;
+  CLEANUP_FREE unsigned char *buf = malloc ((size_t) chunk * REMAP_ENTRY_BYTES
+                                            + 1);
+  struct remap_entry *e = malloc (sizeof *e), *bigger;
+  size_t allocated = 1;
+  uint32_t crc = remap_table_crc_start (hbuf);
+  enum remap_decode_status st = REMAP_DECODE_OK;
+  int err;
+
+  if (buf == NULL || e == NULL)
+    st = REMAP_DECODE_UNREADABLE;
+  for (uint32_t done = 0, n; st != REMAP_DECODE_UNREADABLE && done < count;
+       done += n) {
+    n = count - done < chunk ? count - done : chunk;
+    if (remap_io_pread_all (store, buf, (uint64_t) n * REMAP_ENTRY_BYTES,
+                            table_offset + (uint64_t) done * REMAP_ENTRY_BYTES,
+                            &err) == -1) {
+      st = REMAP_DECODE_UNREADABLE;
+      break;
+    }
+    crc = remap_table_crc_add (crc, buf, n);
+    /* After a bad entry, only the checksum goes on: it decides which
+     * of the two problems is reported.
+     */
+    if (st != REMAP_DECODE_OK)
+      continue;
+    if (done + n > allocated) {
+      size_t want = allocated * 2 > done + n ? allocated * 2 : done + n;
+      if (want > count)
+        want = count;
+      bigger = realloc (e, want * sizeof *e);
+      if (bigger == NULL) {
+        st = REMAP_DECODE_UNREADABLE;
+        break;
+      }
+      e = bigger;
+      allocated = want;
+    }
+    st = remap_entries_decode_part (h, buf, done, n, e);
+  }
+  if (st != REMAP_DECODE_UNREADABLE && crc != h->table_crc)
+    st = REMAP_DECODE_BAD_CHECKSUM;
+  if (st != REMAP_DECODE_OK) {
+    free (e);
+    e = NULL;
+  }
+  *entries = e;
+  return st;
+}
+
+/* Reads and fully checks the copy whose header is at header_offset
+ * and table at table_offset, against geometry geo, in a store of
+ * store_size bytes.  On success *entries is allocated.  An I/O error
+ * makes the copy unreadable, not the load fail: another copy may
+ * still be fine.
+ */
+static enum remap_decode_status
+read_copy (const struct remap_io *store, uint64_t store_size,
+           const struct remap_geometry *geo,
            uint64_t header_offset, uint64_t table_offset,
            struct remap_header *h, struct remap_entry **entries)
 {
-  CLEANUP_FREE unsigned char *hbuf = malloc (REMAP_HEADER_BYTES);
-  CLEANUP_FREE unsigned char *table = NULL;
+  unsigned char hbuf[REMAP_HEADER_BYTES];
   enum remap_decode_status st;
-  uint64_t table_len;
   int err;
 
   *entries = NULL;
-  if (hbuf == NULL)
-    return REMAP_DECODE_BAD_CHECKSUM;
+  if (header_offset > store_size ||
+      store_size - header_offset < REMAP_HEADER_BYTES)
+    return REMAP_DECODE_PAST_END;
   if (store->pread (store->opaque, hbuf, REMAP_HEADER_BYTES,
                     header_offset, 0, &err) == -1)
     return REMAP_DECODE_UNREADABLE;
@@ -67,23 +142,29 @@ read_copy (const struct remap_io *store, const struct remap_geometry *geo,
   /* A copy from another format of the region is not this region's. */
   if (!remap_geometry_equal (&h->geo, geo))
     return REMAP_DECODE_BAD_GEOMETRY;
+  /* Nothing is allocated for a table the store cannot hold. */
+  if (table_offset > store_size ||
+      (store_size - table_offset) / REMAP_ENTRY_BYTES < h->entry_count)
+    return REMAP_DECODE_PAST_END;
+  return read_table (store, h, hbuf, table_offset, entries);
+}
 
-  table_len = (uint64_t) h->entry_count * REMAP_ENTRY_BYTES;
-  table = malloc (table_len ? table_len : 1);
-  *entries = malloc ((h->entry_count ? h->entry_count : 1) *
-                     sizeof **entries);
-  if (table == NULL || *entries == NULL ||
-      remap_io_pread_all (store, table, table_len, table_offset, &err) == -1) {
-    free (*entries);
-    *entries = NULL;
-    return REMAP_DECODE_UNREADABLE;
-  }
-  st = remap_entries_decode (h, hbuf, table, *entries);
-  if (st != REMAP_DECODE_OK) {
-    free (*entries);
-    *entries = NULL;
-  }
-  return st;
+/* Whether the region a header describes fits the store: every size
+ * and offset used later comes from it.  On a disk the whole region
+ * must be there.  A spare file may end before copy B (a cut tail
+ * loses only that copy, which is then rewritten), but every spare
+ * must be there: a spare past the end would read as zeros, not as
+ * the data it holds.  (A table past the end is refused by read_copy,
+ * before anything is allocated for it.)
+ */
+static bool
+region_fits (const struct remap_geometry *g, uint64_t store_size)
+{
+  if (g->internal)
+    return g->region_offset <= store_size &&
+      g->region_size <= store_size - g->region_offset;
+  return g->spare_offset <= store_size &&
+    (store_size - g->spare_offset) / g->sector_size >= g->spare_count;
 }
 
 /* Finds a trustworthy geometry: from header B (whose position does
@@ -124,6 +205,8 @@ find_geometry (const struct remap_io *store, uint64_t store_size,
     if (st == REMAP_DECODE_OK &&
         (h.geo.internal != internal || h.geo.header_offset[1] != (uint64_t) off))
       st = REMAP_DECODE_BAD_GEOMETRY;
+    if (st == REMAP_DECODE_OK && !region_fits (&h.geo, store_size))
+      st = REMAP_DECODE_PAST_END;
     if (st == REMAP_DECODE_OK) {
       *geo = h.geo;
       *status = st;
@@ -157,11 +240,19 @@ find_geometry (const struct remap_io *store, uint64_t store_size,
   if (st == REMAP_DECODE_OK &&
       (h.geo.internal != internal || h.geo.header_offset[0] != a_offset))
     st = REMAP_DECODE_BAD_GEOMETRY;
+  /* A spare file too short for the spares its header A describes was
+   * truncated, or forged.
+   */
+  if (st == REMAP_DECODE_OK && !region_fits (&h.geo, store_size))
+    st = REMAP_DECODE_PAST_END;
   if (st == REMAP_DECODE_OK) {
     *geo = h.geo;
     *status = st;
   }
-  else if (*status == REMAP_DECODE_NO_MAGIC)
+  /* A header A that would do but for the store's size says more than
+   * what the probe for header B found at the (short) store's end.
+   */
+  else if (*status == REMAP_DECODE_NO_MAGIC || st == REMAP_DECODE_PAST_END)
     *status = st;
 }
 
@@ -222,7 +313,8 @@ remap_metadata_load (const struct remap_io *store, uint64_t store_size,
     if (!home && !remap_relocation_slot (&geo, location - 1, &first, &n))
       break;
     remap_copy_offsets (&geo, home ? (int) place : 0, location, &hoff, &toff);
-    st = read_copy (store, &geo, hoff, toff, &found, &found_entries);
+    st = read_copy (store, store_size, &geo, hoff, toff, &found,
+                    &found_entries);
     /* A copy counts only where it says it is; slots normally hold
      * data, so what is not a copy there is not an error.
      */

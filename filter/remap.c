@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <pthread.h>
 
 #include <nbdkit-filter.h>
 
@@ -19,6 +21,7 @@
 #include "metricsfile.h"
 #include "device.h"
 #include "filestore.h"
+#include "listeners.h"
 #include "nextio.h"
 #include "params.h"
 
@@ -26,7 +29,7 @@ static_assert (REMAP_FLAG_FUA == NBDKIT_FLAG_FUA, "FUA flag value");
 static_assert (REMAP_FLAG_MAY_TRIM == NBDKIT_FLAG_MAY_TRIM, "flag value");
 static_assert (REMAP_FLAG_FAST_ZERO == NBDKIT_FLAG_FAST_ZERO, "flag value");
 
-/* Server-wide state, from .after_fork to .cleanup. */
+/* Server-wide state, from the first client's .preconnect to .cleanup. */
 static nbdkit_next *shared_next;
 static struct remap_io shared_origin;  /* the plugin, outside connections */
 static struct remap_file sparefile = { .fd = -1 };
@@ -43,23 +46,64 @@ remap_load (void)
   remap_params_init ();
 }
 
+/* Set when the filter refuses to start after nbdkit forked: no client
+ * may then be left waiting (see refuse), and nbdkit must exit with a
+ * failure, which nbdkit 1.32 lets a filter ask for only by exiting
+ * itself, here, once everything else was cleaned up.
+ */
+static bool refused;
+
 static void
 remap_unload (void)
 {
   remap_device_free (device);
   remap_params_free ();
+  if (refused)
+    exit (EXIT_FAILURE);
 }
 
 
-/* The control socket is bound and the metrics file tried before
- * nbdkit forks, so that a bad path stops the server with the message
- * on the terminal, before anything is written to the disk.
+/* A spare file can be read before nbdkit forks, unlike the plugin:
+ * damaged metadata in it (also a file cut short, or a forged header)
+ * is refused here, with the message on the terminal and before any
+ * --run command starts.  The checks that need the disk wait for
+ * after_fork.
+ */
+static int
+check_spare_file (void)
+{
+  struct remap_file file = { .fd = -1 };
+  struct remap_load_result lr;
+
+  if (params.options.internal || params.options.format ||
+      (access (params.spare_path, F_OK) == -1 && errno == ENOENT))
+    return 0;
+  if (remap_file_open (&file, "remap-spare", params.spare_path, 0) == -1)
+    return -1;
+  remap_metadata_load (&file.io, file.size, false,
+                       params.options.sector_size, 0, &lr);
+  free (lr.entries);
+  remap_file_close (&file, params.spare_path, false);
+  if (lr.found == REMAP_FOUND_DAMAGED) {
+    remap_device_report_damaged (&params.options, &lr);
+    return -1;
+  }
+  return 0;
+}
+
+/* The control socket is bound, the metrics file tried and the spare
+ * file checked before nbdkit forks, so that a bad path stops the
+ * server with the message on the terminal, before anything is
+ * written to the disk.
  */
 static int
 remap_get_ready (int thread_model)
 {
   (void) thread_model;
-  if (params.metrics_path && remap_metrics_file_check (params.metrics_path) == -1)
+  if (check_spare_file () == -1)
+    return -1;
+  if (params.metrics_path &&
+      remap_metrics_file_check (params.metrics_path) == -1)
     return -1;
   if (params.control_path)
     return remap_control_listen (params.control_path);
@@ -158,60 +202,93 @@ quitting (void)
   return nbdkit_nanosleep (0, 0) == -1;
 }
 
-/* Whether nbdkit was started with -r.  A filter is not told, and the
- * plugin below still says it can write, so read our own command line:
- * the options come before the plugin name.
+/* Opens the plugin outside any connection, as the server-wide
+ * *next and its struct remap_io.
  */
-static bool
-server_is_readonly (void)
+static nbdkit_next *
+open_shared_next (nbdkit_backend *backend, bool readonly,
+                  struct remap_io *io, int64_t *disk_size, int *can_write)
 {
-  char buf[8192], *p, *end;
-  FILE *fp = fopen ("/proc/self/cmdline", "r");
-  size_t n;
-  bool ro = false;
+  nbdkit_next *next = nbdkit_next_context_open (backend, readonly, "", 1);
 
-  if (fp == NULL)
-    return false;
-  n = fread (buf, 1, sizeof buf - 1, fp);
-  fclose (fp);
-  buf[n] = '\0';
-  end = buf + n;
-  for (p = buf + strlen (buf) + 1; p < end; p += strlen (p) + 1) {
-    if (strcmp (p, "-r") == 0 || strcmp (p, "--readonly") == 0 ||
-        strcmp (p, "--read-only") == 0)
-      ro = true;
-    /* A cluster of flags that take no value, like -fr. */
-    else if (p[0] == '-' && p[1] != '-' && p[1] &&
-             strspn (p + 1, "fnrsv") == strlen (p + 1) && strchr (p, 'r'))
-      ro = true;
+  if (next == NULL) {
+    nbdkit_error ("remap: cannot open the plugin outside a connection");
+    return NULL;
   }
-  return ro;
+  if (next->prepare (next) == -1 ||
+      (*disk_size = next->get_size (next)) == -1 ||
+      (*can_write = next->can_write (next)) == -1 ||
+      remap_io_from_next (next, io) == -1) {
+    next->finalize (next);
+    nbdkit_next_context_close (next);
+    return NULL;
+  }
+  return next;
 }
 
-/* Loads (or formats) the metadata and starts the sync thread, before
- * any client can connect.
+/* The checks of remap_device_open that do not depend on whether the
+ * server is read-only, made with the plugin and the spare file open
+ * read-only: a damaged table, a disk resized or holding data where the
+ * region would go, a parameter that does not fit.  A spare file that
+ * does not exist yet has nothing to check.
  */
 static int
-remap_after_fork (nbdkit_backend *backend)
+probe (nbdkit_backend *backend)
+{
+  struct remap_options opt = params.options;
+  struct remap_file file = { .fd = -1 };
+  struct remap_io io;
+  struct remap_device *dev = NULL;
+  const struct remap_io *store = &io;
+  nbdkit_next *next;
+  int64_t disk_size;
+  uint64_t store_size;
+  int can_write, r = -1;
+
+  next = open_shared_next (backend, true, &io, &disk_size, &can_write);
+  if (next == NULL)
+    return -1;
+  if (check_add_ranges_fit (disk_size) == -1)
+    goto out;
+  store_size = disk_size;
+  if (!opt.internal) {
+    if (access (params.spare_path, F_OK) == -1 && errno == ENOENT) {
+      r = 0;
+      goto out;
+    }
+    if (remap_file_open (&file, "remap-spare", params.spare_path, 0) == -1)
+      goto out;
+    store = &file.io;
+    store_size = file.size;
+  }
+  opt.probe = true;
+  opt.readonly = false;
+  dev = remap_device_open (&opt, store, store_size, disk_size);
+  r = dev ? 0 : -1;
+ out:
+  remap_device_free (dev);
+  remap_file_close (&file, params.spare_path, false);
+  next->finalize (next);
+  nbdkit_next_context_close (next);
+  return r;
+}
+
+/* Loads (or formats) the metadata and starts the threads, with the
+ * plugin open for writing only if the server is.
+ */
+static int
+open_device (nbdkit_backend *backend, bool readonly)
 {
   const struct remap_io *store;
   int64_t disk_size;
   uint64_t store_size;
   int can_write;
 
-  params.options.readonly = server_is_readonly ();
-  shared_next = nbdkit_next_context_open (backend, params.options.readonly,
-                                          "", 1);
-  if (shared_next == NULL) {
-    nbdkit_error ("remap: cannot open the plugin outside a connection");
-    return -1;
-  }
-  if (shared_next->prepare (shared_next) == -1 ||
-      (disk_size = shared_next->get_size (shared_next)) == -1 ||
-      (can_write = shared_next->can_write (shared_next)) == -1 ||
-      remap_io_from_next (shared_next, &shared_origin) == -1)
+  shared_next = open_shared_next (backend, readonly, &shared_origin,
+                                  &disk_size, &can_write);
+  if (shared_next == NULL)
     goto error;
-  params.options.readonly = params.options.readonly || !can_write;
+  params.options.readonly = readonly || !can_write;
 
   if (params.options.internal) {
     store = &shared_origin;
@@ -227,8 +304,6 @@ remap_after_fork (nbdkit_backend *backend)
     store = &sparefile.io;
   }
 
-  if (check_add_ranges_fit (disk_size) == -1)
-    goto error;
   device = remap_device_open (&params.options, store, store_size, disk_size);
   if (device)
     device->quit_check = quitting;
@@ -245,6 +320,90 @@ remap_after_fork (nbdkit_backend *backend)
   remap_file_close (&sparefile, params.spare_path, true);
   close_shared_next ();
   return -1;
+}
+
+static void
+refuse (void)
+{
+  refused = true;
+  remap_stop_listening ();
+}
+
+/* nbdkit does not tell a filter whether the server is read-only (-r)
+ * until a client connects: .preconnect, .open and .prepare get the
+ * flag, .after_fork does not.  So after_fork only checks, writing
+ * nothing (the plugin is opened read-only), and the first client's
+ * .preconnect loads the table, formatting or repairing it only if the
+ * server is writable.
+ */
+static int
+remap_after_fork (nbdkit_backend *backend)
+{
+  if (probe (backend) == -1) {
+    refuse ();
+    return -1;
+  }
+  return 0;
+}
+
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct open_request {
+  nbdkit_backend *backend;
+  bool readonly;
+  int r;
+  bool quit;                    /* the server was stopping */
+};
+
+/* open_device runs in a thread of its own, outside the connection
+ * that asked for it: nbdkit's quit checks (nbdkit_nanosleep) then
+ * stop it only when the server stops, not when that client hangs up.
+ */
+static void *
+open_thread (void *vp)
+{
+  struct open_request *rq = vp;
+
+  rq->r = open_device (rq->backend, rq->readonly);
+  rq->quit = rq->r == -1 && quitting ();
+  return NULL;
+}
+
+static int
+remap_preconnect (nbdkit_next_preconnect *next, nbdkit_backend *nxdata,
+                  int readonly)
+{
+  struct open_request rq = { .backend = nxdata, .readonly = readonly };
+  pthread_t thread;
+  int r = 0, e;
+
+  pthread_mutex_lock (&open_lock);
+  if (refused) {
+    nbdkit_error ("remap: refusing the client: the filter could not start "
+                  "(see the first error)");
+    r = -1;
+  }
+  else if (device == NULL) {
+    if ((e = pthread_create (&thread, NULL, open_thread, &rq)) != 0) {
+      nbdkit_error ("remap: pthread_create: %s", strerror (e));
+      r = -1;
+    }
+    else {
+      pthread_join (thread, NULL);
+      r = rq.r;
+    }
+    /* Quit first: nbdkit's accept loop then stops at its next poll
+     * instead of spinning on the shut-down sockets.
+     */
+    if (r == -1 && !rq.quit) {
+      nbdkit_shutdown ();
+      refuse ();
+    }
+  }
+  pthread_mutex_unlock (&open_lock);
+  if (r == -1)
+    return -1;
+  return next (nxdata, readonly);
 }
 
 /* Set the cancel flag, wake every sleeper, join, write the last
@@ -464,6 +623,7 @@ static struct nbdkit_filter filter = {
   .config_help       = remap_config_help,
   .get_ready         = remap_get_ready,
   .after_fork        = remap_after_fork,
+  .preconnect        = remap_preconnect,
   .cleanup           = remap_cleanup,
   .open              = remap_open,
   .close             = remap_close,

@@ -5,8 +5,10 @@
  * 1-2: the sector size the caller gives: none, 512, 4096 or 65536;
  * bits 3-4: the spare count it gives: none, 1, 4 or 16); the rest is
  * the store, read through a struct remap_io that fails (EIO) past its
- * end.  Oracles: no crash, leak or overrun; a VALID result has (in
- * internal mode) a geometry inside the store, at most entry_capacity
+ * end.  Oracles: no crash, leak or overrun, no allocation over the
+ * limit run-fuzz.sh gives (-malloc_limit_mb: a load allocates no more
+ * than its store holds); a VALID result has a geometry that fits the
+ * store (see region_fits in metadata.c), at most entry_capacity
  * entries in order, and its copy reports agree (the chosen generation
  * is the newest valid one).
  */
@@ -74,12 +76,12 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if (r.found == REMAP_FOUND_VALID) {
     const struct remap_geometry *g = &r.header.geo;
     uint64_t best = 0;
-    /* Internal: header B is the store's last slot, or header A is
-     * where the store's size puts it, so the region lies inside.  (A
-     * spare file may be shorter than its geometry: copy B is then
-     * reported bad and rewritten, growing the file.)
+    /* Every size a load uses comes from the region: on a disk it lies
+     * inside the store; a spare file may lack copy B (it is rewritten)
+     * but holds every spare.
      */
-    if (internal && g->region_offset + g->region_size > m.size)
+    if (internal ? g->region_offset + g->region_size > m.size
+        : g->spare_offset + (uint64_t) g->spare_count * g->sector_size > m.size)
       fuzz_fail ("a geometry past the end of the store was accepted");
     if (r.header.entry_count > g->entry_capacity)
       fuzz_fail ("more entries than the capacity");

@@ -18,8 +18,8 @@
 #include "format.h"
 #include "fuzz-common.h"
 
-/* read_copy allocates entry_count * 16 bytes; past this the fuzzer
- * only checks the header.
+/* This harness decodes a whole table at once (the load itself reads
+ * it in chunks): past this size it only checks the header.
  */
 #define MAX_TABLE (4 * 1024 * 1024)
 

@@ -83,4 +83,13 @@ copy "$spare" 0 "$(u64 "$spare" 104)" "$here/corpus/metadata/external-4096-copy-
 { printf '\x01'; cat "$img"; } >"$here/corpus/load/internal-512-nohint"
 { printf '\x13'; cat "$img"; } >"$here/corpus/load/internal-512-hinted"
 { printf '\x00'; cat "$spare"; } >"$here/corpus/load/external-4096"
+# Regression (issue 11 item 4): header A alone of a spare file for a
+# 2 TiB disk, claiming 2^24 entries; a load used to allocate their
+# 256 MiB table before reading past the end of the 4 KiB store.
+truncate -s 2T "$w/big.img"
+run "$w/big.img" --filter="$REMAP_FILTER" file "$w/big.img" \
+  remap-spare="$w/big.spare" remap-spare-size=50% --
+{ printf '\x00'; head -c 152 "$w/big.spare"; printf '\x00\x00\x00\x01'
+  tail -c +157 "$w/big.spare" | head -c $((4096 - 156)); } \
+  >"$here/corpus/load/forged-entry-count"
 ls -l "$here/corpus/metadata" "$here/corpus/load"

@@ -3,7 +3,8 @@
 #
 # Builds every harness (tests/fuzz/fuzz-*.c) with clang's libFuzzer,
 # AddressSanitizer and UndefinedBehaviorSanitizer, compiling the core
-# sources (filter/*.c but the nbdkit glue remap.c; lock.c is replaced
+# sources (filter/*.c but the nbdkit glue remap.c, params.c, nextio.c
+# and listeners.c; lock.c is replaced
 # by fuzz-common.c) with tests/unit/stubs.c and tests/unit/memdisk.c,
 # then runs each for SECONDS from its seed corpus (corpus/NAME, never
 # written to: new inputs go to the build directory).  First every seed
@@ -11,8 +12,9 @@
 # pass once their bug is fixed); then each harness fuzzes in fork mode,
 # going on after a crash, and the executions, coverage and the
 # distinct failure sites are printed.  Exits 1 if any seed input
-# fails, or fuzzing found a crash, leak, timeout, undefined behaviour
-# or failed oracle (inputs kept under the build directory's artifacts/:
+# fails, or fuzzing found a crash, leak, timeout, undefined behaviour,
+# allocation over the harness's memory ceiling (mem_limits) or failed
+# oracle (inputs kept under the build directory's artifacts/:
 # add a new one to corpus/NAME as a regression case); 77 if clang is
 # missing.
 #
@@ -59,7 +61,10 @@ compile ()
 core=()
 for src in "$top"/filter/*.c "$top/tests/unit/stubs.c" \
            "$top/tests/unit/memdisk.c" "$here/fuzz-common.c"; do
-  case $(basename "$src") in remap.c|lock.c) continue ;; esac
+  # The glue that links only into the filter (it calls nbdkit itself).
+  case $(basename "$src") in
+    remap.c|params.c|nextio.c|listeners.c|lock.c) continue ;;
+  esac
   core+=("$src")
 done
 
@@ -108,12 +113,23 @@ max_len ()
   esac
 }
 
+# Per-harness memory ceilings.  A load may allocate no more than its
+# store holds (max_len): one allocation over 16 MiB is a failure, as is
+# an RSS over 512 MiB (the sanitizers' own share included).
+mem_limits ()
+{
+  case $1 in
+    load) echo "-rss_limit_mb=512 -malloc_limit_mb=16" ;;
+    *) echo "-rss_limit_mb=2560" ;;
+  esac
+}
+
 # Where a failure happened: the first frame of each sanitizer report or
 # oracle failure in a log, as "FUNCTION FILE:LINE", one per line, unique.
 sites ()
 {
   awk '
-    /ERROR: AddressSanitizer|ERROR: LeakSanitizer|FUZZ FAILURE|deadly signal/ {
+    /ERROR: AddressSanitizer|ERROR: LeakSanitizer|ERROR: libFuzzer|FUZZ FAILURE|deadly signal/ {
       want = 1; kind = $0; sub(/^.*(ERROR: |FUZZ FAILURE: )/, "", kind)
       sub(/ on address.*/, "", kind); next }
     want && /^ *#[0-9]+ 0x/ && !/libFuzzer|fuzzer::|__sanitizer|abort|raise|fuzz_fail|__interceptor|LLVMFuzzerTestOneInput|libc\.so|asan_/ {
@@ -133,7 +149,7 @@ regress ()
   for f in "$here/corpus/$n"/*; do
     [ -f "$f" ] || continue
     if ! UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-         "$build/fuzz-$n" -runs=1 "$f" >>"$out" 2>&1 ||
+         "$build/fuzz-$n" $(mem_limits "$n") -runs=1 "$f" >>"$out" 2>&1 ||
        grep -q "runtime error:" "$out"; then
       echo "    regression input corpus/$n/$(basename "$f") fails:" \
            "$(sites "$out" | head -1 | sed 's/^ *[0-9]* //')"
@@ -156,7 +172,7 @@ run_one ()
   UBSAN_OPTIONS=print_stacktrace=1 \
   "$build/fuzz-$n" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 \
     -ignore_ooms=1 -max_total_time="$seconds" -max_len="$(max_len "$n")" \
-    -timeout=20 -rss_limit_mb=2560 \
+    -timeout=20 $(mem_limits "$n") \
     -artifact_prefix="$build/artifacts/$n-" "$work" "$seeds" \
     >"$out" 2>&1
   rc=$?

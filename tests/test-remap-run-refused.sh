@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Proves that every kind of refusal ends nbdkit --run promptly instead
+# of leaving the command's client waiting for a handshake: refusals of
+# the parameters, of paths and of a damaged spare file (before nbdkit forks: the
+# command never runs), of what is on the disk (after the fork, before
+# any client) and of what a read-only server cannot do (at the first
+# client).  Each nbdkit --run 'nbdinfo' exits
+# non-zero, with the message, well inside its time limit (a hang shows
+# as status 124); the images are not written.  A foreground server
+# refusing at its first client exits non-zero too.
+source "$(dirname "$0")/functions.sh"
+set -e
+requires nbdinfo
+
+# refused_run WHEN LOG MESSAGE IMAGE NBDKIT-ARGS...: nbdkit --run
+# nbdinfo must fail (not time out), print MESSAGE and leave IMAGE
+# unchanged.  WHEN is "before" if the refusal must come before the
+# fork (the command never runs), "after" if it cannot.
+refused_run ()
+{
+  local when=$1 log=$2 msg=$3 img=$4 sock=$tmp/run.sock before r=0
+  shift 4
+  before=$(file_md5 "$img")
+  rm -f "$sock" "$tmp/ran"
+  timeout $(( $(scaled_ms 10000) / 1000 )) \
+    nbdkit -U "$sock" "$@" \
+      --run "touch $tmp/ran; nbdinfo --size \"\$uri\"" >"$log" 2>&1 || r=$?
+  cat "$log"
+  [ $r -ne 124 ] || fail "nbdkit --run hung after refusing ($*)"
+  [ $r -ne 0 ] || fail "nbdkit --run exited with status 0 ($*)"
+  grep -q -- "$msg" "$log" || fail "no \"$msg\" in the log ($*)"
+  ! grep -q "accept:" "$log" || fail "nbdkit spun on a shut-down socket ($*)"
+  [ "$(file_md5 "$img")" = "$before" ] || fail "$img was written ($*)"
+  if [ "$when" = before ] && [ -e "$tmp/ran" ]; then
+    fail "the --run command ran although nbdkit could refuse first ($*)"
+  fi
+}
+
+blank=$tmp/blank.img
+truncate -s 64M "$blank"
+formatted=$tmp/formatted.img
+truncate -s 64M "$formatted"
+start_server sock "$tmp/log-format" --filter="$REMAP_FILTER" file "$formatted"
+stop_server "$sock"
+
+# 1. Before the fork: a bad parameter, a control socket that cannot be
+#    made, a spare file whose metadata is damaged.
+refused_run before "$tmp/log1" "remap-spare-size" "$blank" \
+  --filter="$REMAP_FILTER" file "$blank" remap-spare-size=lots
+refused_run before "$tmp/log2" "remap-control" "$blank" \
+  --filter="$REMAP_FILTER" file "$blank" remap-control="$tmp/no/such/dir/s"
+refused_run before "$tmp/log2a" "remap-metrics-file" "$blank" \
+  --filter="$REMAP_FILTER" file "$blank" \
+  remap-metrics-file="$tmp/no/such/dir/remap.prom"
+bad_spare=$tmp/bad.spare
+start_server sock "$tmp/log-spare" --filter="$REMAP_FILTER" file "$blank" \
+  remap-spare="$bad_spare"
+stop_server "$sock"
+poke "$bad_spare" 200 '\xde\xad\xbe\xef'
+poke "$bad_spare" $(( $(header_b "$bad_spare") + 200 )) '\xde\xad\xbe\xef'
+refused_run before "$tmp/log2b" "damaged" "$bad_spare" \
+  --filter="$REMAP_FILTER" file "$blank" remap-spare="$bad_spare"
+
+# 2. After the fork, before any client (these need the disk): data
+#    where the region would go, both copies damaged, a resized disk,
+#    a table in use by a writable server, remap-add past the end, a spare file holding data (telling data
+#    from blank needs the layout, which needs the disk's size).
+data=$tmp/data.img
+truncate -s 64M "$data"
+dd if=/dev/urandom of="$data" bs=1M seek=62 count=2 conv=notrunc status=none
+refused_run after "$tmp/log3" "hold data" "$data" \
+  --filter="$REMAP_FILTER" file "$data"
+
+broken=$tmp/broken.img
+cp "$formatted" "$broken"
+hb=$(header_b "$broken")
+ha=$(le_u64 "$broken" $((hb + 48)))
+poke "$broken" $((ha + 200)) '\xde\xad\xbe\xef'
+poke "$broken" $((hb + 200)) '\xde\xad\xbe\xef'
+refused_run after "$tmp/log4" "damaged" "$broken" \
+  --filter="$REMAP_FILTER" file "$broken"
+
+grown=$tmp/grown.img
+cp "$formatted" "$grown"
+truncate -s 65M "$grown"
+refused_run after "$tmp/log5" "resized" "$grown" \
+  --filter="$REMAP_FILTER" file "$grown"
+
+start_server sock "$tmp/log-holder" --filter="$REMAP_FILTER" file "$formatted"
+refused_run after "$tmp/log5a" "in use" "$formatted" \
+  --filter="$REMAP_FILTER" file "$formatted"
+stop_server "$sock"
+
+refused_run after "$tmp/log6" "past the end" "$formatted" \
+  --filter="$REMAP_FILTER" file "$formatted" remap-add=99999999
+
+spare=$tmp/spare.bin
+head -c 1M /dev/urandom >"$spare"
+chmod 600 "$spare"
+refused_run after "$tmp/log7" "not remap metadata" "$spare" \
+  --filter="$REMAP_FILTER" file "$blank" remap-spare="$spare"
+
+# 3. At the first client, when nbdkit says whether it is read-only: a
+#    blank disk, remap-add, remap-format=yes under -r.
+refused_run after "$tmp/log8" "read-only" "$blank" \
+  -r --filter="$REMAP_FILTER" file "$blank"
+refused_run after "$tmp/log9" "writable" "$formatted" \
+  -r --filter="$REMAP_FILTER" file "$formatted" remap-add=5
+refused_run after "$tmp/log10" "read-only" "$formatted" \
+  -r --filter="$REMAP_FILTER" file "$formatted" remap-format=yes
+
+
+# 4. Without --run, a refusal at the first client ends the server with
+#    a failure.
+r=0; try_start "$tmp/log11" -r --filter="$REMAP_FILTER" file "$blank" || r=$?
+cat "$tmp/log11"
+[ $r -ne $TRY_STARTED ] || fail "a read-only server served a blank disk"
+[ $r -ne 0 ] || fail "nbdkit exited with status 0 after refusing"
+[ $r -ne 124 ] || fail "nbdkit did not exit after refusing"
+echo "$test_name: PASS"
