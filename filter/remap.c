@@ -18,8 +18,10 @@
 #include "control.h"
 #include "device.h"
 #include "filestore.h"
+#include "lock.h"
 #include "nextio.h"
 #include "params.h"
+#include "storelock.h"
 
 static_assert (REMAP_FLAG_FUA == NBDKIT_FLAG_FUA, "FUA flag value");
 static_assert (REMAP_FLAG_MAY_TRIM == NBDKIT_FLAG_MAY_TRIM, "flag value");
@@ -46,18 +48,22 @@ static void
 remap_unload (void)
 {
   remap_device_free (device);
+  remap_store_lock_release ();
   remap_params_free ();
 }
 
 
-/* The control socket is bound and the metrics file tried before
- * nbdkit forks, so that a bad path stops the server with the message
- * on the terminal, before anything is written to the disk.
+/* The store is locked, the control socket bound and the metrics
+ * file tried before nbdkit forks, so that a second server or a bad
+ * path stops the server with the message on the terminal, before
+ * anything is read from or written to the disk.
  */
 static int
 remap_get_ready (int thread_model)
 {
   (void) thread_model;
+  if (remap_store_lock_take () == -1)
+    return -1;
   if (params.metrics_path && remap_metrics_check (params.metrics_path) == -1)
     return -1;
   if (params.control_path)
@@ -211,6 +217,8 @@ remap_after_fork (nbdkit_backend *backend)
       remap_io_from_next (shared_next, &shared_origin) == -1)
     goto error;
   params.options.readonly = params.options.readonly || !can_write;
+  if (params.options.readonly && remap_store_lock_share () == -1)
+    goto error;
 
   if (params.options.internal) {
     store = &shared_origin;
@@ -222,6 +230,13 @@ remap_after_fork (nbdkit_backend *backend)
                          : REMAP_FILE_WRITE | REMAP_FILE_CREATE |
                            REMAP_FILE_TRUNCATE) == -1)
       goto error;
+    /* A writer's open locked it; a reader shares it. */
+    if (params.options.readonly &&
+        remap_lock_share (sparefile.fd) == -1) {
+      nbdkit_error ("%s is in use by remapctl (it is locked); stop that "
+                    "one first", params.spare_path);
+      goto error;
+    }
     store_size = sparefile.size;
     store = &sparefile.io;
   }

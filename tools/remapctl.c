@@ -36,7 +36,6 @@
 #include "filestore.h"
 #include "format.h"
 #include "io.h"
-#include "lock.h"
 #include "metadata.h"
 #include "ranges.h"
 #include "report.h"
@@ -119,13 +118,6 @@ nbdkit_debug (const char *fs, ...)
   core_message ("debug: ", fs, args);
   va_end (args);
   errno = saved_errno;
-}
-
-static void
-in_use_msg (const char *what, const char *lock)
-{
-  error_msg ("%s is in use by a running nbdkit (lock %s held); "
-             "stop the server first", what, lock);
 }
 
 /* ---- Endpoints: a file, a block device, or an NBD export. ---- */
@@ -362,11 +354,9 @@ struct target {
   uint64_t store_size;
   const char *store_name;       /* for messages */
   const struct remap_io *origin; /* the data disk, if open */
-  int lock_fd;                  /* in-use lock we hold, or -1 */
-  char lock_path[256];
 };
 
-static struct target target = { .lock_fd = -1 };
+static struct target target;
 
 /* What a subcommand needs. */
 enum need {
@@ -427,10 +417,6 @@ open_target (enum need need)
 static void
 close_target (bool remove_created)
 {
-  if (target.lock_fd >= 0) {
-    remap_lock_release (target.lock_fd);
-    target.lock_fd = -1;
-  }
   close_endpoint (&target.spare, remove_created);
   close_endpoint (&target.disk, false);
 }
@@ -564,49 +550,28 @@ require_valid (const struct remap_load_result *lr)
   return EXIT_ERROR;
 }
 
-/* Takes the in-use lock of the table exclusively (every running filter
- * on this host holds it), and keeps it if keep.  Returns 0 or an exit
- * status.
- */
-static int
-lock_table (const uint8_t uuid[16], bool keep)
-{
-  int fd = remap_lock_acquire (uuid, true, target.lock_path,
-                               sizeof target.lock_path);
-
-  if (fd == -1) {
-    if (errno == EWOULDBLOCK)
-      in_use_msg (target_name (), target.lock_path);
-    else
-      error_msg ("cannot create the lock file %s: %m", target.lock_path);
-    return EXIT_ERROR;
-  }
-  if (keep)
-    target.lock_fd = fd;
-  else
-    remap_lock_release (fd);
-  return EXIT_OK;
-}
-
-/* For the read-only subcommands: take the lock shared for an instant,
- * only to warn that what is on disk may lag behind a running server.
- * Nothing is held, so a server starting now is not in our way.
+/* For the read-only subcommands: try the store lock shared for an
+ * instant, only to warn that what is on disk may lag behind a running
+ * server.  (A subcommand that writes opened the store for writing,
+ * which locked it exclusively: filestore.c.)  An NBD export cannot be
+ * locked from here.
  */
 static void
-warn_if_in_use (const uint8_t uuid[16])
+warn_if_in_use (void)
 {
-  char path[256];
-  int fd = remap_lock_acquire (uuid, false, path, sizeof path);
+  int fd = target.internal ? target.disk.file.fd : target.spare.file.fd;
 
-  if (fd >= 0) {
-    remap_lock_release (fd);
+  if (fd < 0)
+    return;
+  if (flock (fd, LOCK_SH | LOCK_NB) == 0) {
+    flock (fd, LOCK_UN);
     return;
   }
   if (errno == EWOULDBLOCK)
-    error_msg ("warning: %s is in use by a running nbdkit (lock %s held): "
+    error_msg ("warning: %s is in use by a running nbdkit (it is locked): "
                "this is the metadata last written to disk, which may lag "
                "behind the server (its remap-control socket reports the "
-               "live state)", target_name (), path);
+               "live state)", target_name ());
 }
 
 /* In external mode with a data disk given, warn if it is not the disk
@@ -686,13 +651,6 @@ begin_change (enum need need, struct remap_device **devp)
   if ((r = load_metadata (&lr)) != EXIT_OK)
     return r;
   if ((r = require_valid (&lr)) != EXIT_OK) {
-    free (lr.entries);
-    return r;
-  }
-  /* remap_device_open takes the lock itself; a second exclusive flock
-   * from this process would conflict with it, so only test it here.
-   */
-  if ((r = lock_table (lr.header.geo.uuid, false)) != EXIT_OK) {
     free (lr.entries);
     return r;
   }
@@ -885,7 +843,7 @@ report (bool json)
     free (lr.entries);
     return r;
   }
-  warn_if_in_use (lr.header.geo.uuid);
+  warn_if_in_use ();
   check_disk_size (&lr.header.geo);
   dev = make_view (&lr);
   if (dev == NULL) {
@@ -947,7 +905,7 @@ cmd_check (int argc, char **argv)
   case REMAP_FOUND_VALID:
     break;
   }
-  warn_if_in_use (lr.header.geo.uuid);
+  warn_if_in_use ();
   check_disk_size (&lr.header.geo);
   printf ("%s:\n", target_name ());
   print_copies (stdout, &lr, "  ");
@@ -991,10 +949,6 @@ cmd_repair (int argc, char **argv)
   }
   if ((r = require_valid (&lr)) != EXIT_OK)
     return r;
-  if ((r = lock_table (lr.header.geo.uuid, true)) != EXIT_OK) {
-    free (lr.entries);
-    return r;
-  }
   if (!lr.needs_repair) {
     printf ("nothing to repair: both copies are valid and at generation %"
             PRIu64 "\n", lr.header.generation);
@@ -1068,12 +1022,6 @@ cmd_format (int argc, char **argv)
       r = EXIT_ERROR;
       goto out;
     }
-    /* No server may be using the table we are about to replace.  Only
-     * a test: remap_device_open checks it again, and would see our
-     * own lock as someone else's.
-     */
-    if ((r = lock_table (lr.header.geo.uuid, false)) != EXIT_OK)
-      goto out;
   }
   else if (lr.found == REMAP_FOUND_DAMAGED && !force_opt) {
     error_msg ("%s holds damaged remap metadata; formatting would lose "
@@ -1348,7 +1296,7 @@ cmd_export_ddrescue (int argc, char **argv)
     free (lr.entries);
     return r;
   }
-  warn_if_in_use (lr.header.geo.uuid);
+  warn_if_in_use ();
   check_disk_size (&lr.header.geo);
   g = &lr.header.geo;
 
