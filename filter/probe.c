@@ -14,8 +14,8 @@
  * the first and last MiB for libblkid (copied into a sparse memfd of
  * the disk's size, since libblkid probes only descriptors), the last
  * 64 MiB for a header that a shrink left behind, and the last MiB
- * below the end of the plugin's last data extent, which is where
- * header B of a region sits after the disk was grown.
+ * below the ends of the plugin's last few runs of data extents, which
+ * is where header B of a region sits after the disk was grown.
  */
 #include <config.h>
 
@@ -70,14 +70,21 @@ remap_probe_blank (const struct remap_io *store, uint64_t size, bool *blank,
   return 0;
 }
 
-/* The end of the plugin's last extent that may hold data, or 0 if
- * none (or the walk would take too many calls: then the caller knows
- * nothing).
+/* The ends of the plugin's last (up to MAX_DATA_ENDS) runs of extents
+ * that may hold data, highest first; the count, 0 if the plugin has
+ * no extents or the walk would take too many calls.  The region of a
+ * disk that was grown ends such a run: header B is its last slot.
+ * (A move-region cut short leaves a later run, at the new end.)
  */
-static uint64_t
-last_data_end (const struct remap_io *store, uint64_t size)
+#define MAX_DATA_ENDS 8
+
+static unsigned
+last_data_ends (const struct remap_io *store, uint64_t size,
+                uint64_t ends[MAX_DATA_ENDS])
 {
-  uint64_t offset = 0, end = 0;
+  uint64_t offset = 0, ring[MAX_DATA_ENDS];
+  unsigned n = 0;
+  bool in_data = false;
   int err;
 
   if (store->extent == NULL)
@@ -92,11 +99,16 @@ last_data_end (const struct remap_io *store, uint64_t size)
       return 0;
     if (run == 0 || run > ask)
       run = ask;
+    if (in_data && zero)
+      ring[n++ % MAX_DATA_ENDS] = offset;
+    in_data = !zero;
     offset += run;
-    if (!zero)
-      end = offset;
   }
-  return end;
+  if (in_data)
+    ring[n++ % MAX_DATA_ENDS] = offset;
+  for (unsigned i = 0; i < n && i < MAX_DATA_ENDS; i++)
+    ends[i] = ring[(n - 1 - i) % MAX_DATA_ENDS];
+  return n < MAX_DATA_ENDS ? n : MAX_DATA_ENDS;
 }
 
 /* Reads [offset, offset+len) into buf, leaving zeros where the store
@@ -126,11 +138,26 @@ read_tolerant (const struct remap_io *store, unsigned char *buf,
   }
 }
 
+/* Whether the extents say [offset, offset+len) is all zeros. */
+static bool
+known_zero (const struct remap_io *store, uint64_t len, uint64_t offset)
+{
+  uint64_t run;
+  bool zero;
+  int err;
+
+  return store->extent &&
+    store->extent (store->opaque, len, offset, &run, &zero, &err) == 0 &&
+    zero && run >= len;
+}
+
 uint64_t
 remap_scan_headers (const struct remap_io *store, uint64_t from,
-                    uint64_t to, struct remap_found_header *found,
+                    uint64_t to,
+                    void (*found) (void *, uint64_t,
+                                   const struct remap_header *),
                     void (*progress) (void *, uint64_t, uint64_t),
-                    void *progress_opaque)
+                    void *opaque)
 {
   const uint32_t chunk = MIB;
   CLEANUP_FREE unsigned char *buf = malloc (chunk + REMAP_HEADER_BYTES);
@@ -143,20 +170,21 @@ remap_scan_headers (const struct remap_io *store, uint64_t from,
     uint64_t len = to - off;
     if (len > chunk + REMAP_HEADER_BYTES)
       len = chunk + REMAP_HEADER_BYTES;
-    read_tolerant (store, buf, len, off);
-    for (uint64_t i = 0; i + REMAP_HEADER_BYTES <= len && i < chunk;
-         i += REMAP_MIN_SECTOR_SIZE) {
-      struct remap_header h;
-      if (memcmp (buf + i, REMAP_MAGIC, REMAP_MAGIC_LEN) == 0 &&
-          remap_header_decode (buf + i, &h) == REMAP_DECODE_OK &&
-          h.geo.internal) {
-        found->offset = off + i;
-        found->h = h;
-        count++;
+    if (!known_zero (store, len, off)) {
+      read_tolerant (store, buf, len, off);
+      for (uint64_t i = 0; i + REMAP_HEADER_BYTES <= len && i < chunk;
+           i += REMAP_MIN_SECTOR_SIZE) {
+        struct remap_header h;
+        if (memcmp (buf + i, REMAP_MAGIC, REMAP_MAGIC_LEN) == 0 &&
+            remap_header_decode (buf + i, &h) == REMAP_DECODE_OK &&
+            h.geo.internal) {
+          found (opaque, off + i, &h);
+          count++;
+        }
       }
     }
     if (progress)
-      progress (progress_opaque, off + len - from, to - from);
+      progress (opaque, off + len - from, to - from);
   }
   return count;
 }
@@ -278,6 +306,30 @@ may_format_spare_file (const struct remap_options *opt,
   return -1;
 }
 
+struct stray {
+  uint64_t disk_size;           /* the disk's size now */
+  uint64_t offset;              /* UINT64_MAX: none */
+  struct remap_header h;
+  uint64_t same_size_offset;    /* a header for this size, or UINT64_MAX */
+};
+
+/* Keeps the last header made for another disk size.  One made for
+ * this size, but not found by the load, is a region whose copies at
+ * the end are missing: noted apart.
+ */
+static void
+keep_last (void *vp, uint64_t offset, const struct remap_header *h)
+{
+  struct stray *s = vp;
+
+  if (h->geo.disk_size == s->disk_size) {
+    s->same_size_offset = offset;
+    return;
+  }
+  s->offset = offset;
+  s->h = *h;
+}
+
 /* The ways out, said at the end of every refusal of a disk. */
 #define WAYS_OUT \
   "  If the disk holds data, keep it untouched with remap-spare=FILE " \
@@ -290,10 +342,11 @@ remap_probe_may_format (const struct remap_options *opt,
                         uint64_t disk_size, uint32_t sector_size,
                         uint32_t spares)
 {
-  struct remap_found_header stray;
+  struct stray stray;
   struct remap_geometry geo;
   char sig[256], why[256];
-  uint64_t data_end;
+  uint64_t data_ends[MAX_DATA_ENDS];
+  unsigned nr_ends;
   bool blank, known;
   int err;
 
@@ -308,14 +361,16 @@ remap_probe_may_format (const struct remap_options *opt,
   /* Metadata that a shrink or a small grow left in the last 64 MiB,
    * or that a grow left at the end of the data.
    */
-  data_end = last_data_end (store, disk_size);
-  stray.offset = UINT64_MAX;
-  if (remap_scan_headers (store, disk_size > STRAY_SCAN_BYTES
-                          ? disk_size - STRAY_SCAN_BYTES : 0,
-                          disk_size, &stray, NULL, NULL) == 0 &&
-      data_end > 0 && data_end < disk_size)
-    remap_scan_headers (store, data_end > MIB ? data_end - MIB : 0,
-                        data_end, &stray, NULL, NULL);
+  nr_ends = last_data_ends (store, disk_size, data_ends);
+  stray.disk_size = disk_size;
+  stray.offset = stray.same_size_offset = UINT64_MAX;
+  remap_scan_headers (store, disk_size > STRAY_SCAN_BYTES
+                      ? disk_size - STRAY_SCAN_BYTES : 0,
+                      disk_size, keep_last, NULL, &stray);
+  for (unsigned i = 0; i < nr_ends && stray.offset == UINT64_MAX; i++)
+    if (data_ends[i] + STRAY_SCAN_BYTES <= disk_size)
+      remap_scan_headers (store, data_ends[i] > MIB ? data_ends[i] - MIB : 0,
+                          data_ends[i], keep_last, NULL, &stray);
   if (stray.offset != UINT64_MAX &&
       stray.h.geo.disk_size > disk_size) {
     nbdkit_error ("%s shrank: it holds remap metadata at offset %" PRIu64
@@ -340,6 +395,15 @@ remap_probe_may_format (const struct remap_options *opt,
     return -1;
   }
 
+  if (stray.same_size_offset != UINT64_MAX) {
+    nbdkit_error ("%s holds a remap metadata header for its size at offset "
+                  "%" PRIu64 ", but no usable copy at its end: a remapctl "
+                  "move-region was interrupted (run it again), or the "
+                  "metadata is damaged (see remapctl check)",
+                  opt->store_name, stray.same_size_offset);
+    return -1;
+  }
+
   name_signature (store, disk_size, sig, sizeof sig);
   if (sig[0]) {
     nbdkit_error ("%s holds %s and no remap metadata; refusing to format "
@@ -357,10 +421,10 @@ remap_probe_may_format (const struct remap_options *opt,
   /* Data, but none where the region goes: the shape of a disk that was
    * grown after a region whose header could not be found.
    */
-  if (data_end > 0 &&
+  if (nr_ends > 0 &&
       remap_geometry_compute (&geo, true, disk_size, sector_size, spares,
                               why, sizeof why) == 0 &&
-      data_end <= geo.region_offset) {
+      data_ends[0] <= geo.region_offset) {
     nbdkit_error ("no remap metadata at the end of %s, but the disk is not "
                   "blank: was it grown?  If it was, 'remapctl --disk=DISK "
                   "find-region' looks for its old remap region."

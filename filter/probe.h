@@ -43,23 +43,20 @@ extern int remap_probe_may_format (const struct remap_options *opt,
  */
 extern bool remap_probe_nothing_readable (const struct remap_load_result *lr);
 
-/* A header of an internal region found by a scan. */
-struct remap_found_header {
-  uint64_t offset;
-  struct remap_header h;
-};
-
-/* Looks for valid internal-mode headers at every 512-byte boundary of
- * [from, to), skipping what cannot be read.  Keeps the last one found
- * in *found (the scan runs upwards, so that is header B of the
- * highest region).  progress (may be NULL) is called after each MiB.
- * Returns the number of headers found.
+/* Calls found (opaque, offset, header) for every valid header of an
+ * internal region at a 512-byte boundary of [from, to), upwards,
+ * skipping spans the extents call zero and sectors that cannot be
+ * read.  progress (may be NULL) is called after each MiB with the
+ * bytes done and the total.  Returns the number of headers found.
  */
 extern uint64_t remap_scan_headers (const struct remap_io *store,
                                     uint64_t from, uint64_t to,
-                                    struct remap_found_header *found,
-                                    void (*progress) (void *, uint64_t,
-                                                      uint64_t),
-                                    void *progress_opaque);
+                                    void (*found) (void *opaque,
+                                                   uint64_t offset,
+                                                   const struct remap_header *h),
+                                    void (*progress) (void *opaque,
+                                                      uint64_t done,
+                                                      uint64_t total),
+                                    void *opaque);
 
 #endif /* REMAP_PROBE_H */

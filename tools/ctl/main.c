@@ -158,6 +158,18 @@ static const struct subcommand subcommands[] = {
     "and pending sectors are bad ('-'), everything else finished ('+').\n"
     "nbdkit-ddrescue-filter(1) accepts it.\n",
     cmd_export_ddrescue, 0, 0, false, false },
+  { "find-region", "", "look for the remap region of a grown disk",
+    "Internal mode.  When the filter refuses a disk with 'was it grown?',\n"
+    "reads the whole disk (holes skipped; a progress bar on a terminal)\n"
+    "for the remap region made for its old size, and describes it.\n",
+    cmd_find_region, 0, 0, false, false },
+  { "move-region", "", "move the remap region of a grown disk to its end",
+    "Internal mode.  Finds the region as find-region does, copies the\n"
+    "used spares and the table to a region at the new end, makes it\n"
+    "durable and checks it loads, and only then clears the old region,\n"
+    "which becomes part of the export.  Interrupted, it leaves the old\n"
+    "region intact (run it again) or the new one complete.\n",
+    cmd_move_region, 0, 0, false, false },
 };
 #define NR_SUBCOMMANDS (sizeof subcommands / sizeof subcommands[0])
 

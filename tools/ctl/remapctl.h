@@ -118,5 +118,7 @@ extern int cmd_pending (int argc, char **argv);
 extern int cmd_unmap (int argc, char **argv);
 extern int cmd_import_ddrescue (int argc, char **argv);  /* ddrescue.c */
 extern int cmd_export_ddrescue (int argc, char **argv);
+extern int cmd_find_region (int argc, char **argv);   /* region.c */
+extern int cmd_move_region (int argc, char **argv);
 
 #endif /* REMAPCTL_H */
