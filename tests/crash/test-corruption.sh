@@ -164,7 +164,7 @@ check_start ()
         fi ;;
       SIZE)
         if ! echo "$errs" |
-             grep -qi "formatted for\|disk size\|truncat\|grown\|damaged"
+             grep -qi "formatted for\|disk size\|truncat\|shrank\|grown\|damaged"
         then
           failure "$name: refused safely, but the message does not say the" \
                   "disk no longer matches its metadata (copy A is intact" \
