@@ -29,9 +29,17 @@
 
 /* Opened, now lock it; says who holds it when it is held. */
 static int
-lock_fd (int fd, const char *path, bool exclusive)
+lock_fd (int fd, const char *path, bool exclusive, bool *shared_only)
 {
-  if (flock (fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == -1) {
+  int r = flock (fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB);
+
+  if (shared_only)
+    *shared_only = false;
+  if (r == -1 && errno == EWOULDBLOCK && exclusive && shared_only) {
+    *shared_only = true;
+    r = flock (fd, LOCK_SH | LOCK_NB);
+  }
+  if (r == -1) {
     int saved = errno;
     if (saved == EWOULDBLOCK)
       nbdkit_error ("%s is in use by another nbdkit or by remapctl (it is "
@@ -46,7 +54,7 @@ lock_fd (int fd, const char *path, bool exclusive)
 }
 
 int
-remap_lock_path (const char *path, bool exclusive)
+remap_lock_path (const char *path, bool exclusive, bool *shared_only)
 {
   /* Read-only is enough for flock, and closing a block device opened
    * read-only does not make udev rescan it.  O_NONBLOCK: a FIFO must
@@ -61,7 +69,7 @@ remap_lock_path (const char *path, bool exclusive)
     errno = saved;
     return -1;
   }
-  return lock_fd (fd, path, exclusive);
+  return lock_fd (fd, path, exclusive, shared_only);
 }
 
 static int
@@ -105,7 +113,7 @@ hash_key (const char *key)
 }
 
 int
-remap_lock_named (const char *key, bool exclusive)
+remap_lock_named (const char *key, bool exclusive, bool *shared_only)
 {
   char path[sizeof REMAP_LOCK_DIR + 32];
   struct stat st;
@@ -136,13 +144,19 @@ remap_lock_named (const char *key, bool exclusive)
     return -1;
   }
   nbdkit_debug ("remap: store lock file %s", path);
-  return lock_fd (fd, path, exclusive);
+  return lock_fd (fd, path, exclusive, shared_only);
 }
 
 int
 remap_lock_share (int fd)
 {
   return flock (fd, LOCK_SH | LOCK_NB);
+}
+
+int
+remap_lock_exclusive (int fd)
+{
+  return flock (fd, LOCK_EX | LOCK_NB);
 }
 
 void

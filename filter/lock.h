@@ -27,19 +27,27 @@
 
 /* Locks the file at path (already resolved by realpath).  Returns a
  * descriptor to keep open, or -1 after nbdkit_error; errno is
- * EWOULDBLOCK if another server or remapctl holds it.
+ * EWOULDBLOCK if another server or remapctl holds it.  With
+ * shared_only not NULL, an exclusive lock that is held shared by
+ * someone else is taken shared instead, and *shared_only says so.
  */
-extern int remap_lock_path (const char *path, bool exclusive);
+extern int remap_lock_path (const char *path, bool exclusive,
+                            bool *shared_only);
 
 /* Locks REMAP_LOCK_DIR/HASH.lock, HASH being a hash of key.  The lock
  * file is created 0600 without following a symbolic link, and refused
  * if it is not a regular file owned by this user.  Returns a
  * descriptor, or -1 after nbdkit_error (errno EWOULDBLOCK if held).
  */
-extern int remap_lock_named (const char *key, bool exclusive);
+extern int remap_lock_named (const char *key, bool exclusive,
+                             bool *shared_only);
 
-/* Turns an exclusive lock into a shared one (a read-only server). */
+/* Turns an exclusive lock into a shared one (a read-only server), or
+ * a shared one into an exclusive one, without waiting: -1 with errno
+ * EWOULDBLOCK if someone else holds it.
+ */
 extern int remap_lock_share (int fd);
+extern int remap_lock_exclusive (int fd);
 
 extern void remap_lock_release (int fd);
 

@@ -217,7 +217,7 @@ remap_after_fork (nbdkit_backend *backend)
       remap_io_from_next (shared_next, &shared_origin) == -1)
     goto error;
   params.options.readonly = params.options.readonly || !can_write;
-  if (params.options.readonly && remap_store_lock_share () == -1)
+  if (remap_store_lock_settle (params.options.readonly) == -1)
     goto error;
 
   if (params.options.internal) {

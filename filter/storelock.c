@@ -9,11 +9,15 @@
  *
  * The lock is taken in .get_ready, before nbdkit forks, so that a
  * second server is refused with the message on its terminal, before
- * it has read a byte.  The descriptors survive the fork (the parent's
+ * it has read a byte.  Read-only mode is known only after the fork:
+ * until then a lock that a read-only server holds shared is taken
+ * shared, and .after_fork settles it (shared for a read-only server,
+ * exclusive or refused for one that can write).  The descriptors survive the fork (the parent's
  * copies close when it exits; the lock stays with the child's).
  */
 #include <config.h>
 
+#include <errno.h>
 #include <stdlib.h>
 
 #include <nbdkit-filter.h>
@@ -24,6 +28,7 @@
 
 static int *lock_fds;
 static size_t nr_lock_fds;
+static bool any_shared_only;            /* some lock could only be shared */
 
 int
 remap_store_lock_take (void)
@@ -36,26 +41,36 @@ remap_store_lock_take (void)
     return -1;
   }
   for (size_t i = 0; i < n; i++) {
+    bool shared_only;
     int fd = params.nr_plugin_files
-      ? remap_lock_path (params.plugin_files[i], true)
-      : remap_lock_named (params.plugin_key ? params.plugin_key : "", true);
+      ? remap_lock_path (params.plugin_files[i], true, &shared_only)
+      : remap_lock_named (params.plugin_key ? params.plugin_key : "", true,
+                          &shared_only);
     if (fd == -1) {
       remap_store_lock_release ();
       return -1;
     }
     lock_fds[nr_lock_fds++] = fd;
+    any_shared_only |= shared_only;
   }
   return 0;
 }
 
 int
-remap_store_lock_share (void)
+remap_store_lock_settle (bool readonly)
 {
-  for (size_t i = 0; i < nr_lock_fds; i++)
-    if (remap_lock_share (lock_fds[i]) == -1) {
-      nbdkit_error ("remap: cannot share the store lock: %m");
-      return -1;
-    }
+  for (size_t i = 0; i < nr_lock_fds; i++) {
+    if (readonly ? remap_lock_share (lock_fds[i]) == 0
+        : !any_shared_only || remap_lock_exclusive (lock_fds[i]) == 0)
+      continue;
+    if (errno == EWOULDBLOCK)
+      nbdkit_error ("the disk is in use by a read-only nbdkit (it is locked "
+                    "shared); stop that one first, or start this one "
+                    "read-only too");
+    else
+      nbdkit_error ("remap: cannot change the store lock: %m");
+    return -1;
+  }
   return 0;
 }
 

@@ -5,7 +5,7 @@
 # refused while a server runs.  For a plugin without file=, the lock
 # file in /run/nbdkit-remap is never a symbolic link followed, nor a
 # file another account owns (that part runs as root, the attacker as
-# nobody; skipped otherwise).
+# nobody; skipped otherwise).  Read-only servers share a store.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires nbdinfo
@@ -65,7 +65,30 @@ grep -q "in use" "$tmp/err" || fail "remapctl gives no in-use message"
 stop_server "$sock"
 "$REMAPCTL" --disk="$disk" add 3 || fail "remapctl add after the server"
 
-# 3. The lock file of a plugin without file= (root only).
+# 3. Read-only servers share a store; a server that can write is
+#    refused while one of them runs, and they are refused while it runs.
+start_server ro1 "$tmp/ro1.log" -r --filter="$REMAP_FILTER" file "$disk"
+start_server ro2 "$tmp/ro2.log" -r --filter="$REMAP_FILTER" file "$disk"
+r=0
+try_start "$tmp/rw.log" --filter="$REMAP_FILTER" file "$disk" || r=$?
+cat "$tmp/rw.log"
+[ $r -ne $TRY_STARTED ] || fail "a writer started next to read-only servers"
+grep -q "in use by a read-only nbdkit" "$tmp/rw.log" ||
+  fail "no message about the read-only server"
+r=0
+"$REMAPCTL" --disk="$disk" add 4 2>"$tmp/err" || r=$?
+[ $r -eq 3 ] || fail "remapctl add next to read-only servers: status $r"
+stop_server "$ro2"
+stop_server "$ro1"
+start_server sock "$tmp/rw2.log" --filter="$REMAP_FILTER" file "$disk"
+r=0
+try_start "$tmp/ro3.log" -r --filter="$REMAP_FILTER" file "$disk" || r=$?
+[ $r -ne $TRY_STARTED ] || fail "a read-only server started next to a writer"
+grep -q "is in use by another nbdkit or by remapctl" "$tmp/ro3.log" ||
+  fail "no in-use message for the read-only server"
+stop_server "$sock"
+
+# 4. The lock file of a plugin without file= (root only).
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null; then
   echo "$test_name: PASS (lock-file part skipped: needs root and setpriv)"
   exit 0
