@@ -51,6 +51,13 @@ grep -q "made for a disk of $((64*1024*1024)) bytes" "$tmp/find" ||
   fail "find-region does not give the old size"
 [ ! -s "$tmp/find.err" ] || fail "find-region printed progress on a pipe"
 [ "$(file_md5 "$disk")" = "$grown_md5" ] || fail "find-region wrote"
+# On a terminal (script(1) gives it one) it shows its progress.
+if command -v script >/dev/null; then
+  timeout 60 script -qec "'$REMAPCTL' --disk='$disk' find-region" /dev/null \
+    >"$tmp/tty" 2>&1 || fail "find-region on a terminal failed"
+  grep -q "scanning .*100% (" "$tmp/tty" ||
+    fail "find-region shows no progress on a terminal"
+fi
 
 # 3. move-region, then the server serves the new size with the remap.
 "$REMAPCTL" --disk="$disk" move-region || fail "move-region failed"
