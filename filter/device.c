@@ -2,9 +2,10 @@
  * startup, and the life of the sync thread (see device.h).
  *
  * The rule for startup is "never write over data nobody asked us to":
- * only a region that reads as all zeros, or a new or empty spare file,
- * is formatted without remap-format=yes, and a region that holds our
- * metadata but no usable copy stops the server.
+ * a store with no metadata is formatted without remap-format=yes only
+ * when probe.c says it may be (a disk its extents prove blank, a new,
+ * empty or zero spare file), and a store that holds our metadata but
+ * no usable copy stops the server.
  */
 #include <config.h>
 

@@ -34,7 +34,6 @@
 
 #include "device.h"
 #include "format.h"
-#include "probe.h"
 #include "memdisk.h"
 #include "metadata.h"
 #include "stubs.h"
