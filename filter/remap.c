@@ -16,6 +16,7 @@
 
 #include "cleanup.h"
 #include "control.h"
+#include "metricsfile.h"
 #include "device.h"
 #include "filestore.h"
 #include "lock.h"
@@ -64,7 +65,7 @@ remap_get_ready (int thread_model)
   (void) thread_model;
   if (remap_store_lock_take () == -1)
     return -1;
-  if (params.metrics_path && remap_metrics_check (params.metrics_path) == -1)
+  if (params.metrics_path && remap_metrics_file_check (params.metrics_path) == -1)
     return -1;
   if (params.control_path)
     return remap_control_listen (params.control_path);
@@ -226,9 +227,9 @@ remap_after_fork (nbdkit_backend *backend)
   }
   else {
     if (remap_file_open (&sparefile, "remap-spare", params.spare_path,
-                         params.options.readonly ? 0
+                         params.options.readonly ? REMAP_FILE_SPARE
                          : REMAP_FILE_WRITE | REMAP_FILE_CREATE |
-                           REMAP_FILE_TRUNCATE) == -1)
+                           REMAP_FILE_SPARE) == -1)
       goto error;
     /* A writer's open locked it; a reader shares it. */
     if (params.options.readonly &&
