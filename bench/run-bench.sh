@@ -228,8 +228,10 @@ remaps_of () {
 for c in $CONFIGS; do
   case $c in
     B)
+      # The image holds data, so internal mode formats it only when
+      # told to (nbdkit-remap-filter(1), "When internal mode formats").
       log "B: formatting (default spare area)"
-      nbdkit_once B >/dev/null
+      nbdkit_once B remap-format=yes >/dev/null
       ;;
     C|D)
       if [ "$c" = C ]; then
@@ -237,7 +239,7 @@ for c in $CONFIGS; do
       else
         log "D: formatting, then remapping sectors 0-$(( REGION_SECTORS - 1 )) (remap-add-file)"
       fi
-      size=$(nbdkit_once "$c" 2>"$work/prep-$c.log") || {
+      size=$(nbdkit_once "$c" remap-format=yes 2>"$work/prep-$c.log") || {
         cat "$work/prep-$c.log" >&2; die "$c: formatting failed"; }
       sectors=$(( size / SECTOR ))
       if [ "$c" = C ]; then

@@ -2,9 +2,10 @@
  * startup, and the life of the sync thread (see device.h).
  *
  * The rule for startup is "never write over data nobody asked us to":
- * only a region that reads as all zeros, or a new or empty spare file,
- * is formatted without remap-format=yes, and a region that holds our
- * metadata but no usable copy stops the server.
+ * a store with no metadata is formatted without remap-format=yes only
+ * when probe.c says it may be (a disk its extents prove blank, a new,
+ * empty or zero spare file), and a store that holds our metadata but
+ * no usable copy stops the server.
  */
 #include <config.h>
 
@@ -19,7 +20,7 @@
 
 #include "cleanup.h"
 #include "device.h"
-#include "lock.h"
+#include "probe.h"
 
 /* -D remap.verbose=1: log every remap, pending sector, recovery and
  * retired spare with its numbers.
@@ -380,166 +381,26 @@ format_store (struct remap_device *dev, const struct remap_options *opt,
   return 0;
 }
 
-/* How far from the end of a disk without metadata to look for a table
- * that a resize left behind.
- */
-#define STRAY_SCAN_BYTES (64 * 1024 * 1024)
-
-/* A disk that was truncated or grown since it was formatted has its
- * table away from where we look.  Before formatting anything, look for
- * a header near the end, so that a resize is reported instead of the
- * table being silently replaced by an empty one.
+/* remap-format=yes: a spare file is emptied so that no header of an
+ * older, larger layout is left at its end to be found later.  (The
+ * store lock, taken before anything was read, already keeps out any
+ * other user of the old table.)
  */
 static int
-find_stray_metadata (const struct remap_options *opt,
-                     const struct remap_io *store, uint64_t disk_size)
+check_format_allowed (const struct remap_options *opt,
+                      const struct remap_io *store)
 {
-  const uint32_t chunk = 1024 * 1024;
-  CLEANUP_FREE unsigned char *buf = malloc (chunk + REMAP_HEADER_BYTES);
-  uint64_t start = disk_size > STRAY_SCAN_BYTES
-    ? disk_size - STRAY_SCAN_BYTES : 0;
   int err;
-
-  if (buf == NULL) {
-    nbdkit_error ("remap: out of memory");
-    return -1;
-  }
-  start -= start % REMAP_MIN_SECTOR_SIZE;
-  for (uint64_t off = start; off + REMAP_HEADER_BYTES <= disk_size;
-       off += chunk) {
-    uint64_t len = disk_size - off;
-    if (len > chunk + REMAP_HEADER_BYTES)
-      len = chunk + REMAP_HEADER_BYTES;
-    if (remap_io_pread_all (store, buf, len, off, &err) == -1) {
-      nbdkit_error ("remap: reading %s: %s", opt->store_name,
-                    strerror (err));
-      return -1;
-    }
-    for (uint64_t i = 0; i + REMAP_HEADER_BYTES <= len && i < chunk;
-         i += REMAP_MIN_SECTOR_SIZE) {
-      struct remap_header h;
-      if (memcmp (buf + i, REMAP_MAGIC, REMAP_MAGIC_LEN) == 0 &&
-          remap_header_decode (buf + i, &h) == REMAP_DECODE_OK &&
-          h.geo.internal) {
-        nbdkit_error ("%s holds remap metadata at offset %" PRIu64 " made "
-                      "for a disk of %" PRIu64 " bytes, but the disk is now "
-                      "%" PRIu64 " bytes: was it resized?  Restore its size "
-                      "(or put nbdkit-truncate-filter truncate=%" PRIu64
-                      " below this filter) to use its remaps, or use "
-                      "remap-format=yes to discard them",
-                      opt->store_name, off + i, h.geo.disk_size, disk_size,
-                      h.geo.disk_size);
-        return -1;
-      }
-    }
-  }
-  return 0;
-}
-
-/* For a store with no metadata: may it be formatted? */
-static int
-check_blank (const struct remap_options *opt, const struct remap_io *store,
-             uint64_t store_size, uint64_t disk_size,
-             uint32_t sector_size, uint32_t spares)
-{
-  struct remap_geometry geo;
-  uint64_t offset = 0, len = store_size;
-  bool is_zero;
-  char why[512];
-  int err;
-
-  if (opt->internal) {
-    if (remap_geometry_compute (&geo, true, disk_size, sector_size, spares,
-                                why, sizeof why) == -1) {
-      nbdkit_error ("%s: cannot lay out the spare area: %s",
-                    layout_param (opt), why);
-      return -1;
-    }
-    offset = geo.region_offset;
-    len = disk_size - geo.region_offset;
-  }
-  if (remap_io_is_zero (store, len, offset, &is_zero, &err) == -1) {
-    nbdkit_error ("remap: reading %s to check it is unused: %s",
-                  opt->store_name, strerror (err));
-    return -1;
-  }
-  if (is_zero)
-    return 0;
-  if (opt->internal)
-    nbdkit_error ("the last %" PRIu64 " bytes of the disk, where the remap "
-                  "area would go, hold data and no remap metadata; refusing "
-                  "to overwrite them.  Use remap-format=yes to format that "
-                  "area (destroying what is there and shrinking the disk), "
-                  "or remap-spare=FILE to keep the disk untouched and put "
-                  "the spares and table in FILE", len);
-  else
-    nbdkit_error ("%s holds data that is not remap metadata; refusing to "
-                  "overwrite it.  Give a new file name, or remap-format=yes "
-                  "to overwrite it", opt->store_name);
-  return -1;
-}
-
-/* remap-format=yes: the old table must not be in use, and a spare
- * file is emptied so that no header of an older, larger layout is
- * left at its end to be found later.
- */
-static int
-check_format_allowed (struct remap_device *dev,
-                      const struct remap_options *opt,
-                      const struct remap_io *store, uint64_t store_size,
-                      uint32_t spares)
-{
-  struct remap_load_result lr;
-  char path[256];
-  int err, fd;
 
   if (opt->readonly) {
     nbdkit_error ("remap-format: the server is read-only, so nothing can "
                   "be formatted");
     return -1;
   }
-  remap_metadata_load (store, store_size, opt->internal, opt->sector_size,
-                       spares, &lr);
-  free (lr.entries);
-  if (lr.found == REMAP_FOUND_VALID) {
-    fd = remap_lock_acquire (lr.header.geo.uuid, true, path, sizeof path);
-    if (fd == -1 && errno == EWOULDBLOCK) {
-      nbdkit_error ("remap-format: the table of %s is in use by another "
-                    "nbdkit or by remapctl (lock %s is held); stop that "
-                    "one first", opt->store_name, path);
-      return -1;
-    }
-    remap_lock_release (fd);
-  }
   if (store->truncate && !opt->probe &&
       store->truncate (store->opaque, 0, &err) == -1) {
     nbdkit_error ("remap-format: emptying %s: %s", opt->store_name,
                   strerror (err));
-    return -1;
-  }
-  (void) dev;
-  return 0;
-}
-
-/* Refuses to share a table with another server or a remapctl that
- * is changing it.  A probe takes the lock shared, as a read-only
- * server would: a holder that refuses even that refuses any start.
- */
-static int
-take_lock (struct remap_device *dev)
-{
-  char path[256];
-
-  dev->lock_fd = remap_lock_acquire (dev->geo.uuid,
-                                     !dev->opt.readonly && !dev->opt.probe,
-                                     path, sizeof path);
-  if (dev->lock_fd == -1) {
-    if (errno == EWOULDBLOCK)
-      nbdkit_error ("the remap table of %s is in use by another nbdkit or "
-                    "by remapctl (lock %s is held); stop that one first",
-                    dev->opt.store_name, path);
-    else
-      nbdkit_error ("remap: cannot create the lock file %s: %m", path);
     return -1;
   }
   return 0;
@@ -561,7 +422,6 @@ device_new (const struct remap_options *opt, const struct remap_io *store)
   pthread_mutex_init (&dev->health_lock, NULL);
   pthread_cond_init (&dev->remap_cond, NULL);
   dev->opt = *opt;
-  dev->lock_fd = -1;
   dev->store = store;
   dev->md.store = store;
   if (remap_counters_init (dev) == -1) {
@@ -650,12 +510,11 @@ remap_device_open (const struct remap_options *opt,
     goto error;
 
   if (opt->format) {
-    if (check_format_allowed (dev, opt, store, store_size, spares) == -1)
+    if (check_format_allowed (opt, store) == -1)
       goto error;
     if (opt->probe)
       return dev;
-    if (format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
-        take_lock (dev) == -1)
+    if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
       goto error;
     remap_health_check_spares (dev);
     return dev;
@@ -663,19 +522,24 @@ remap_device_open (const struct remap_options *opt,
 
   remap_metadata_load (store, store_size, opt->internal, opt->sector_size,
                        spares, &lr);
+  /* Where every header looked for was unreadable, a disk that the
+   * extents prove blank holds no metadata: only a bad sector.
+   */
+  if (remap_probe_nothing_readable (&lr) && opt->internal) {
+    bool blank, known;
+    int err;
+    if (remap_probe_blank (store, disk_size, &blank, &known, &err) == 0 &&
+        blank)
+      lr.found = REMAP_FOUND_NOTHING;
+  }
   switch (lr.found) {
   case REMAP_FOUND_NOTHING:
-    if (opt->internal &&
-        find_stray_metadata (opt, store, disk_size) == -1)
-      goto error;
-    if (store_size > 0 &&
-        check_blank (opt, store, store_size, disk_size, sector_size,
-                     spares) == -1)
+    if (remap_probe_may_format (opt, store, store_size, disk_size,
+                                sector_size, spares) == -1)
       goto error;
     if (opt->probe)
       return dev;
-    if (format_store (dev, opt, disk_size, sector_size, spares) == -1 ||
-        take_lock (dev) == -1)
+    if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
       goto error;
     remap_health_check_spares (dev);
     return dev;
@@ -692,7 +556,7 @@ remap_device_open (const struct remap_options *opt,
                        &spares) == -1 ||
       check_identity (opt, &lr.header.geo, disk_size, spares) == -1)
     goto error;
-  if (adopt_loaded (dev, &lr) == -1 || take_lock (dev) == -1)
+  if (adopt_loaded (dev, &lr) == -1)
     goto error;
   if (opt->probe) {
     free (lr.entries);
@@ -781,7 +645,6 @@ remap_device_free (struct remap_device *dev)
   pthread_mutex_destroy (&dev->relocate_lock);
   pthread_rwlock_destroy (&dev->unmap_lock);
   pthread_mutex_destroy (&dev->health_lock);
-  remap_lock_release (dev->lock_fd);
   free (dev->slots);
   free (dev);
 }

@@ -95,7 +95,6 @@ struct remap_device {
   bool store_dirty;             /* spare written since the last flush */
 
   struct remap_options opt;
-  int lock_fd;                  /* the in-use lock (lock.h) */
   bool redundancy_reduced;      /* last metadata write missed a copy */
   /* Set by the glue: true once nbdkit is quitting (or the client of
    * the calling thread is gone), so recovery loops and waiters stop.

@@ -31,6 +31,45 @@ remap_params_free (void)
   free (params.spare_path);
   free (params.control_path);
   free (params.metrics_path);
+  for (size_t i = 0; i < params.nr_plugin_files; i++)
+    free (params.plugin_files[i]);
+  free (params.plugin_files);
+  free (params.plugin_key);
+}
+
+/* Notes a parameter that goes to the plugin: the store lock is named
+ * after all of them, or taken on the file of file=PATH.  A file= that
+ * does not resolve is left to the plugin to complain about.
+ */
+static int
+note_plugin_param (const char *key, const char *value)
+{
+  size_t old = params.plugin_key ? strlen (params.plugin_key) : 0;
+  char *k = realloc (params.plugin_key,
+                     old + strlen (key) + strlen (value) + 3);
+
+  if (k == NULL) {
+    nbdkit_error ("realloc: %m");
+    return -1;
+  }
+  sprintf (k + old, "%s=%s\n", key, value);
+  params.plugin_key = k;
+  if (strcmp (key, "file") == 0) {
+    char *path = realpath (value, NULL);
+    char **v;
+    if (path == NULL)
+      return 0;
+    v = realloc (params.plugin_files,
+                 (params.nr_plugin_files + 1) * sizeof *v);
+    if (v == NULL) {
+      nbdkit_error ("realloc: %m");
+      free (path);
+      return -1;
+    }
+    v[params.nr_plugin_files++] = path;
+    params.plugin_files = v;
+  }
+  return 0;
 }
 
 /* remap-warn=75%,90%: ascending percentages, or "none". */
@@ -230,6 +269,8 @@ remap_params_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
                   "remap- parameters", key);
     return -1;
   }
+  if (note_plugin_param (key, value) == -1)
+    return -1;
   return next (nxdata, key, value);
 }
 

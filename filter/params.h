@@ -17,6 +17,10 @@ struct remap_params {
   char *ddrescue_path;
   char *control_path;                   /* remap-control */
   char *metrics_path;                   /* remap-metrics-file */
+  /* What the plugin was given, for the store lock (storelock.c). */
+  char **plugin_files;                  /* every file=, by realpath */
+  size_t nr_plugin_files;
+  char *plugin_key;                     /* "key=value\n" of every param */
 };
 
 /* Filled by .config; read-only once .config_complete has run. */

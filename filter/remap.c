@@ -22,8 +22,10 @@
 #include "device.h"
 #include "filestore.h"
 #include "listeners.h"
+#include "lock.h"
 #include "nextio.h"
 #include "params.h"
+#include "storelock.h"
 
 static_assert (REMAP_FLAG_FUA == NBDKIT_FLAG_FUA, "FUA flag value");
 static_assert (REMAP_FLAG_MAY_TRIM == NBDKIT_FLAG_MAY_TRIM, "flag value");
@@ -57,6 +59,7 @@ static void
 remap_unload (void)
 {
   remap_device_free (device);
+  remap_store_lock_release ();
   remap_params_free ();
   if (refused)
     exit (EXIT_FAILURE);
@@ -91,16 +94,17 @@ check_spare_file (void)
   return 0;
 }
 
-/* The control socket is bound, the metrics file tried and the spare
- * file checked before nbdkit forks, so that a bad path stops the
- * server with the message on the terminal, before anything is
+/* The store is locked, the spare file checked, the control socket
+ * bound and the metrics file tried before nbdkit forks, so that a
+ * second server, damaged metadata in a spare file or a bad path stops
+ * the server with the message on the terminal, before anything is
  * written to the disk.
  */
 static int
 remap_get_ready (int thread_model)
 {
   (void) thread_model;
-  if (check_spare_file () == -1)
+  if (remap_store_lock_take () == -1 || check_spare_file () == -1)
     return -1;
   if (params.metrics_path &&
       remap_metrics_file_check (params.metrics_path) == -1)
@@ -289,6 +293,8 @@ open_device (nbdkit_backend *backend, bool readonly)
   if (shared_next == NULL)
     goto error;
   params.options.readonly = readonly || !can_write;
+  if (remap_store_lock_settle (params.options.readonly) == -1)
+    goto error;
 
   if (params.options.internal) {
     store = &shared_origin;
@@ -300,6 +306,13 @@ open_device (nbdkit_backend *backend, bool readonly)
                          : REMAP_FILE_WRITE | REMAP_FILE_CREATE |
                            REMAP_FILE_SPARE) == -1)
       goto error;
+    /* A writer's open locked it; a reader shares it. */
+    if (params.options.readonly &&
+        remap_lock_share (sparefile.fd) == -1) {
+      nbdkit_error ("%s is in use by remapctl (it is locked); stop that "
+                    "one first", params.spare_path);
+      goto error;
+    }
     store_size = sparefile.size;
     store = &sparefile.io;
   }

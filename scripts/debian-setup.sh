@@ -10,6 +10,7 @@ set -eu
 packages="
   nbdkit nbdkit-plugin-dev
   libnbd-bin libnbd-dev python3-libnbd
+  libblkid-dev e2fsprogs
   qemu-utils
   check
   autoconf automake libtool pkg-config make gcc perl

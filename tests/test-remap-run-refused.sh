@@ -63,12 +63,13 @@ refused_run before "$tmp/log2b" "damaged" "$bad_spare" \
 
 # 2. After the fork, before any client (these need the disk): data
 #    where the region would go, both copies damaged, a resized disk,
-#    a table in use by a writable server, remap-add past the end, a spare file holding data (telling data
-#    from blank needs the layout, which needs the disk's size).
+#    remap-add past the end, a
+#    spare file holding data (telling data from blank needs the layout,
+#    which needs the disk's size).
 data=$tmp/data.img
 truncate -s 64M "$data"
 dd if=/dev/urandom of="$data" bs=1M seek=62 count=2 conv=notrunc status=none
-refused_run after "$tmp/log3" "hold data" "$data" \
+refused_run after "$tmp/log3" "holds data" "$data" \
   --filter="$REMAP_FILTER" file "$data"
 
 broken=$tmp/broken.img
@@ -83,11 +84,13 @@ refused_run after "$tmp/log4" "damaged" "$broken" \
 grown=$tmp/grown.img
 cp "$formatted" "$grown"
 truncate -s 65M "$grown"
-refused_run after "$tmp/log5" "resized" "$grown" \
+refused_run after "$tmp/log5" "was it grown" "$grown" \
   --filter="$REMAP_FILTER" file "$grown"
 
+# A disk in use by another server is refused before the fork: the
+# store lock is taken before anything is read.
 start_server sock "$tmp/log-holder" --filter="$REMAP_FILTER" file "$formatted"
-refused_run after "$tmp/log5a" "in use" "$formatted" \
+refused_run before "$tmp/log5a" "in use" "$formatted" \
   --filter="$REMAP_FILTER" file "$formatted"
 stop_server "$sock"
 

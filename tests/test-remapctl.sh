@@ -169,7 +169,7 @@ start_server sock "$tmp/log3" --filter="$REMAP_FILTER" file "$disk"
 rc r "$REMAPCTL" --disk="$disk" add 3
 cat "$tmp/err"
 [ "$r" -eq 3 ] || fail "add while the server runs: status $r, expected 3"
-grep -q "in use by a running nbdkit (lock .* held); stop the server first" \
+grep -q "in use by another nbdkit or remapctl (it is locked); stop that one first" \
   "$tmp/err" || fail "add while the server runs: no in-use message"
 rc r "$REMAPCTL" --disk="$disk" format --force
 [ "$r" -eq 3 ] || fail "format --force while the server runs: status $r"

@@ -22,8 +22,6 @@
 #                              output to OUT), its PID in VAR; reap_bg PID
 #   rnd N                      R = a random number below N (RANDOM=seed
 #                              reproduces a run)
-#   image_lock_cleanup IMG..   removes the /run/lock (or /tmp) lock
-#                              files named after these images' tables
 #
 # Every PID started here is tracked while it lives and forgotten once
 # reaped, so cleanup never signals a PID that may have been reused.
@@ -54,37 +52,15 @@ fi
 
 declare -A _srv_wrapper _srv_pid
 _live_pids=""
-_lock_images=""
 
 _live_add () { _live_pids="$_live_pids $1 "; }
 _live_del () { _live_pids=${_live_pids/ $1 / }; }
-
-image_lock_cleanup ()
-{
-  local img hb uuid dir
-  for img in "$@"; do
-    [ -f "$img" ] || continue
-    hb=$(header_b "$img")
-    [ "$hb" -ge 0 ] 2>/dev/null || continue
-    [ "$(dd if="$img" bs=1 skip="$hb" count=12 status=none 2>/dev/null |
-         tr -d '\0')" = "nbdkit-remap" ] || continue
-    uuid=$(od -An -v -t x1 -j $((hb + 120)) -N 16 "$img" | tr -d ' \n')
-    for dir in /run/lock /tmp; do
-      rm -f "$dir/nbdkit-remap-$uuid.lock"
-    done
-  done
-}
-
-# Images whose lock files go at exit.
-track_image () { _lock_images="$_lock_images $*"; }
 
 _crash_cleanup ()
 {
   local rc=$? p
   for p in $_live_pids; do kill -KILL "$p" 2>/dev/null; done
   for p in $_live_pids; do wait "$p" 2>/dev/null; done
-  # shellcheck disable=SC2086
-  image_lock_cleanup $_lock_images
   case $work in
     /dev/shm/remap-robust.*) rm -rf "$work" ;;
   esac

@@ -107,11 +107,9 @@ parse_loaded ()
 }
 
 start_ms=$(now_ms)
-track_image "$img"
 while [ $cycle -lt "$cycles" ]; do
   cycle=$((cycle + 1))
   if [ $new_epoch -eq 1 ] || [ $(( (cycle - 1) % epoch_len )) -eq 0 ]; then
-    image_lock_cleanup "$img"
     rm -f "$img" "$journal"
     truncate -s "$size" "$img"
     : >"$list"

@@ -66,11 +66,9 @@ make_image ()
   local img=$1 list=$2 spare=$3 args=() hb sp
   rm -f "$img" "$spare"
   truncate -s 16M "$img"
-  track_image "$img"
   : >"$list"
   if [ -n "$spare" ]; then
     args=(remap-spare="$spare")
-    track_image "$spare"
   fi
   srv_start prep "$work/prep.log" --filter="$REMAP_FILTER" \
     --filter="$BADSECTOR_FILTER" file "$img" badsector-file="$list" \
@@ -164,7 +162,7 @@ check_start ()
         fi ;;
       SIZE)
         if ! echo "$errs" |
-             grep -qi "formatted for\|disk size\|truncat\|grown\|damaged"
+             grep -qi "formatted for\|disk size\|truncat\|shrank\|grown\|damaged"
         then
           failure "$name: refused safely, but the message does not say the" \
                   "disk no longer matches its metadata (copy A is intact" \

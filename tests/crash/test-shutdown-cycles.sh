@@ -58,10 +58,8 @@ echo "$test_name: $cycles cycles, seed $seed (SHUTDOWN_SEED reproduces)"
 
 new_image ()
 {
-  image_lock_cleanup "$img"
   rm -f "$img" "$journal"
   truncate -s 64M "$img"
-  track_image "$img"
   : >"$list"
 }
 
@@ -192,7 +190,6 @@ slow_case ()
   local name=$1 content=$2 log=$work/$1.log sock=$work/$1.sock
   local w p t0 i=0 tkill texit
   rm -f "$img" "$sock" "$sock.pid"
-  image_lock_cleanup "$img"
   truncate -s 64M "$img"
   : >"$list"
   # Timestamped log (seconds.milliseconds) of every debug line.

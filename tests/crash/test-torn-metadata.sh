@@ -54,7 +54,6 @@ geometry ()
 
   rm -f "$img" "$pristine"
   truncate -s 8M "$img"
-  track_image "$img"
   : >"$list"
   [ "$prepop" -gt 0 ] && prep_args=(remap-add=100-$((100 + prepop - 1)))
 

@@ -150,6 +150,40 @@ md_flush (void *opaque, int *err)
   return 0;
 }
 
+/* Like a sparse file: a 4 KiB block of zeros is a hole. */
+#define MD_BLOCK 4096
+
+static bool
+md_block_zero (const struct memdisk *d, uint64_t block)
+{
+  uint64_t start = block * MD_BLOCK;
+  uint64_t end = start + MD_BLOCK < d->size ? start + MD_BLOCK : d->size;
+
+  for (uint64_t i = start; i < end; i++)
+    if (d->data[i])
+      return false;
+  return true;
+}
+
+static int
+md_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
+           bool *zero, int *err)
+{
+  struct memdisk *d = opaque;
+  uint64_t block = offset / MD_BLOCK, end = offset + count;
+
+  (void) err;
+  pthread_mutex_lock (&d->lock);
+  *zero = md_block_zero (d, block);
+  while ((block + 1) * MD_BLOCK < end &&
+         md_block_zero (d, block + 1) == *zero)
+    block++;
+  pthread_mutex_unlock (&d->lock);
+  *run = (block + 1) * MD_BLOCK < end ? (block + 1) * MD_BLOCK - offset
+    : count;
+  return 0;
+}
+
 struct memdisk *
 memdisk_new (uint64_t size, uint32_t bad_unit)
 {
@@ -173,6 +207,7 @@ memdisk_new (uint64_t size, uint32_t bad_unit)
     .zero = md_zero,
     .trim = md_trim,
     .flush = md_flush,
+    .extent = md_extent,
   };
   return d;
 }

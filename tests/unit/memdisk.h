@@ -1,7 +1,8 @@
 /* nbdkit-remap unit tests: a disk in memory, as a struct remap_io,
  * whose sectors can be made to fail reads or writes.  It supports
  * zero (which fails like a write) and trim (which zeroes the range and
- * is recorded), so tests can see where each went.
+ * is recorded), so tests can see where each went.  Its extents are
+ * those of a sparse file: a 4 KiB block of zeros is a hole.
  */
 #ifndef REMAP_TEST_MEMDISK_H
 #define REMAP_TEST_MEMDISK_H

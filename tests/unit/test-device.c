@@ -34,7 +34,6 @@
 
 #include "device.h"
 #include "format.h"
-#include "lock.h"
 #include "memdisk.h"
 #include "metadata.h"
 #include "stubs.h"
@@ -99,32 +98,13 @@ start (struct fixture *fx)
   ck_assert_int_eq (remap_device_start (fx->dev), 0);
 }
 
-/* The device leaves its in-use lock file behind (by design); the
- * tests remove theirs so as not to litter the lock directory.
- */
-static void
-remove_lock_file (const uint8_t uuid[16])
-{
-  char path[256];
-  int fd = remap_lock_acquire (uuid, true, path, sizeof path);
-
-  if (fd >= 0) {
-    unlink (path);
-    remap_lock_release (fd);
-  }
-}
-
 static void
 close_dev (struct fixture *fx)
 {
   if (fx->dev) {
-    uint8_t uuid[16];
-
-    memcpy (uuid, fx->dev->geo.uuid, sizeof uuid);
     remap_device_stop (fx->dev);
     remap_device_free (fx->dev);
     fx->dev = NULL;
-    remove_lock_file (uuid);
   }
 }
 
@@ -730,21 +710,6 @@ START_TEST (test_external_other_disk_refused)
   /* The right disk still opens. */
   stub_reset ();
   open_ok (&fx);
-  fixture_free (&fx);
-}
-END_TEST
-
-/* A second server on the same table is refused while the first runs. */
-START_TEST (test_in_use_refused)
-{
-  struct fixture fx;
-
-  fixture_init (&fx, false, NR_SPARES);
-  open_ok (&fx);
-  stub_reset ();
-  ck_assert_ptr_null (try_open (&fx));
-  ck_assert_msg (strstr (stub_last_error, "in use") != NULL,
-                 "error: %s", stub_last_error);
   fixture_free (&fx);
 }
 END_TEST
@@ -1780,7 +1745,6 @@ device_suite (void)
   tcase_add_test (open, test_nonblank_region_refused);
   tcase_add_test (open, test_nonblank_spare_file_refused);
   tcase_add_test (open, test_external_other_disk_refused);
-  tcase_add_test (open, test_in_use_refused);
   suite_add_tcase (s, open);
 
   tcase_add_test (data, test_remap_internal_inline);
