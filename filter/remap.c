@@ -395,8 +395,11 @@ remap_flush (nbdkit_next *next, void *handle, uint32_t flags, int *err)
   return remap_device_flush (device, &h->origin, err);
 }
 
-/* Extents: the plugin's answer, except that remapped sectors are
- * allocated data wherever the plugin thinks they are.
+/* Extents: the plugin's answer, except that every sector with an
+ * entry is allocated data wherever the plugin thinks it is: a
+ * remapped sector lives on its spare, and a pending or lost one must
+ * be read (and fail) rather than be copied as zeros by a client that
+ * skips holes (qemu-img convert, nbdcopy).
  */
 struct extents_request {
   nbdkit_next *next;
@@ -412,7 +415,7 @@ extents_span (void *vp, uint64_t offset, uint32_t len,
   struct nbdkit_extents *plugin;
   size_t i, n;
 
-  if (entry && entry->state == REMAP_STATE_REMAPPED) {
+  if (entry) {
     if (nbdkit_add_extent (rq->extents, offset, len, 0) == -1) {
       *err = errno;
       return -1;
