@@ -306,6 +306,38 @@ remap_get_size (nbdkit_next *next, void *handle)
   return device->geo.export_size;
 }
 
+/* Block sizes: whole 512-byte blocks at least (or the plugin's larger
+ * minimum), and whole remap sectors preferred, so that a well-behaved
+ * client does not make us read-modify-write a sector, which is what
+ * races with a remap of that sector.  A disk whose size is not a
+ * multiple of 512 keeps the plugin's minimum, or its tail could not
+ * be reached.
+ */
+static int
+remap_block_size (nbdkit_next *next, void *handle, uint32_t *minimum,
+                  uint32_t *preferred, uint32_t *maximum)
+{
+  const uint32_t ss = device->geo.sector_size;
+
+  (void) handle;
+  if (next->block_size (next, minimum, preferred, maximum) == -1)
+    return -1;
+  if (*minimum == 0)
+    *minimum = 1;
+  if (*minimum < 512 && device->geo.export_size % 512 == 0)
+    *minimum = 512;
+  if (*maximum == 0)
+    *maximum = 0xffffffff;
+  /* Powers of two, at least max (512, minimum), at most maximum. */
+  *preferred = ss > *minimum ? ss : *minimum;
+  if (*preferred < 512)
+    *preferred = 512;
+  while (*preferred > *maximum && *preferred / 2 >= *minimum &&
+         *preferred / 2 >= 512)
+    *preferred /= 2;
+  return 0;
+}
+
 /* Flushing also makes new remaps durable, so it is always offered. */
 static int
 remap_can_flush (nbdkit_next *next, void *handle)
@@ -471,6 +503,7 @@ static struct nbdkit_filter filter = {
   .close             = remap_close,
   .prepare           = remap_prepare,
   .get_size          = remap_get_size,
+  .block_size        = remap_block_size,
   .can_flush         = remap_can_flush,
   .can_fua           = remap_can_fua,
   .can_zero          = remap_can_zero,
