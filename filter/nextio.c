@@ -1,14 +1,51 @@
 /* nbdkit-remap: a struct remap_io over an nbdkit_next (the plugin,
  * or the filters below us), so that the core never sees nbdkit.
+ *
+ * The plugin's thread model.  nbdkit serializes the clients' requests
+ * as the plugin asked, but our sync and control threads call the
+ * plugin through the shared context on their own, and request threads
+ * write spares through it too.  So when the model nbdkit settled on is
+ * anything but parallel, every call we make to the plugin, on any
+ * context, takes plugin_lock.  It is held for the one call only, never
+ * while waiting for anything else (a sync, a remap), so it cannot take
+ * part in a deadlock; under the parallel model it is never taken.
  */
 #include <config.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 
 #include <nbdkit-filter.h>
 
 #include "nextio.h"
+
+/* Set in .get_ready, before any thread that calls the plugin exists. */
+static bool serialize;
+static pthread_mutex_t plugin_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void
+remap_next_set_thread_model (int thread_model)
+{
+  serialize = thread_model != NBDKIT_THREAD_MODEL_PARALLEL;
+  if (serialize)
+    nbdkit_debug ("remap: the plugin's thread model (%d) is not parallel: "
+                  "our calls to it are serialized", thread_model);
+}
+
+void
+remap_next_lock (void)
+{
+  if (serialize)
+    pthread_mutex_lock (&plugin_lock);
+}
+
+void
+remap_next_unlock (void)
+{
+  if (serialize)
+    pthread_mutex_unlock (&plugin_lock);
+}
 
 /* struct remap_io over an nbdkit_next. */
 static int
@@ -16,7 +53,12 @@ next_pread (void *opaque, void *buf, uint32_t count, uint64_t offset,
             uint32_t flags, int *err)
 {
   nbdkit_next *next = opaque;
-  return next->pread (next, buf, count, offset, flags, err);
+  int r;
+
+  remap_next_lock ();
+  r = next->pread (next, buf, count, offset, flags, err);
+  remap_next_unlock ();
+  return r;
 }
 
 static int
@@ -24,7 +66,12 @@ next_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
              uint32_t flags, int *err)
 {
   nbdkit_next *next = opaque;
-  return next->pwrite (next, buf, count, offset, flags, err);
+  int r;
+
+  remap_next_lock ();
+  r = next->pwrite (next, buf, count, offset, flags, err);
+  remap_next_unlock ();
+  return r;
 }
 
 static int
@@ -32,7 +79,12 @@ next_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
            int *err)
 {
   nbdkit_next *next = opaque;
-  return next->zero (next, count, offset, flags, err);
+  int r;
+
+  remap_next_lock ();
+  r = next->zero (next, count, offset, flags, err);
+  remap_next_unlock ();
+  return r;
 }
 
 static int
@@ -40,7 +92,12 @@ next_trim (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
            int *err)
 {
   nbdkit_next *next = opaque;
-  return next->trim (next, count, offset, flags, err);
+  int r;
+
+  remap_next_lock ();
+  r = next->trim (next, count, offset, flags, err);
+  remap_next_unlock ();
+  return r;
 }
 
 static int
@@ -48,14 +105,24 @@ next_cache (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
             int *err)
 {
   nbdkit_next *next = opaque;
-  return next->cache (next, count, offset, flags, err);
+  int r;
+
+  remap_next_lock ();
+  r = next->cache (next, count, offset, flags, err);
+  remap_next_unlock ();
+  return r;
 }
 
 static int
 next_flush (void *opaque, int *err)
 {
   nbdkit_next *next = opaque;
-  return next->flush (next, 0, err);
+  int r;
+
+  remap_next_lock ();
+  r = next->flush (next, 0, err);
+  remap_next_unlock ();
+  return r;
 }
 
 static int
@@ -65,13 +132,16 @@ next_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
   nbdkit_next *next = opaque;
   struct nbdkit_extents *exts = nbdkit_extents_new (offset, offset + count);
   struct nbdkit_extent e;
+  int r;
 
   if (exts == NULL) {
     *err = errno;
     return -1;
   }
-  if (next->extents (next, count, offset, NBDKIT_FLAG_REQ_ONE, exts,
-                     err) == -1) {
+  remap_next_lock ();
+  r = next->extents (next, count, offset, NBDKIT_FLAG_REQ_ONE, exts, err);
+  remap_next_unlock ();
+  if (r == -1) {
     nbdkit_extents_free (exts);
     return -1;
   }
@@ -85,14 +155,18 @@ next_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
 int
 remap_io_from_next (nbdkit_next *next, struct remap_io *io)
 {
-  int can_zero, can_trim, can_cache, can_flush, can_fua, can_extents;
+  int can_zero = -1, can_trim, can_cache, can_flush, can_fua, can_extents;
+  bool failed;
 
-  if ((can_zero = next->can_zero (next)) == -1 ||
-      (can_trim = next->can_trim (next)) == -1 ||
-      (can_cache = next->can_cache (next)) == -1 ||
-      (can_flush = next->can_flush (next)) == -1 ||
-      (can_fua = next->can_fua (next)) == -1 ||
-      (can_extents = next->can_extents (next)) == -1)
+  remap_next_lock ();
+  failed = (can_zero = next->can_zero (next)) == -1 ||
+    (can_trim = next->can_trim (next)) == -1 ||
+    (can_cache = next->can_cache (next)) == -1 ||
+    (can_flush = next->can_flush (next)) == -1 ||
+    (can_fua = next->can_fua (next)) == -1 ||
+    (can_extents = next->can_extents (next)) == -1;
+  remap_next_unlock ();
+  if (failed)
     return -1;
   *io = (struct remap_io) {
     .opaque = next,

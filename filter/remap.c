@@ -50,14 +50,15 @@ remap_unload (void)
 }
 
 
-/* The control socket is bound and the metrics file tried before
+/* The plugin's thread model is applied to our own calls (nextio.c).
+ * The control socket is bound and the metrics file tried before
  * nbdkit forks, so that a bad path stops the server with the message
  * on the terminal, before anything is written to the disk.
  */
 static int
 remap_get_ready (int thread_model)
 {
-  (void) thread_model;
+  remap_next_set_thread_model (thread_model);
   if (params.metrics_path && remap_metrics_check (params.metrics_path) == -1)
     return -1;
   if (params.control_path)
@@ -287,6 +288,7 @@ static int
 remap_prepare (nbdkit_next *next, void *handle, int readonly)
 {
   struct remap_handle *h = handle;
+  int64_t size;
 
   (void) readonly;
   if (device == NULL) {
@@ -294,7 +296,10 @@ remap_prepare (nbdkit_next *next, void *handle, int readonly)
     return -1;
   }
   /* The server checks every request against the size it was told. */
-  if (next->get_size (next) == -1)
+  remap_next_lock ();
+  size = next->get_size (next);
+  remap_next_unlock ();
+  if (size == -1)
     return -1;
   return remap_io_from_next (next, &h->origin);
 }
@@ -319,8 +324,13 @@ remap_block_size (nbdkit_next *next, void *handle, uint32_t *minimum,
 {
   const uint32_t ss = device->geo.sector_size;
 
+  int r;
+
   (void) handle;
-  if (next->block_size (next, minimum, preferred, maximum) == -1)
+  remap_next_lock ();
+  r = next->block_size (next, minimum, preferred, maximum);
+  remap_next_unlock ();
+  if (r == -1)
     return -1;
   if (*minimum == 0)
     *minimum = 1;
@@ -369,7 +379,14 @@ static int
 remap_can_fast_zero (nbdkit_next *next, void *handle)
 {
   struct remap_handle *h = handle;
-  return h->origin.zero ? next->can_fast_zero (next) : 0;
+  int r;
+
+  if (h->origin.zero == NULL)
+    return 0;
+  remap_next_lock ();
+  r = next->can_fast_zero (next);
+  remap_next_unlock ();
+  return r;
 }
 
 static int
@@ -454,7 +471,9 @@ extents_span (void *vp, uint64_t offset, uint32_t len,
     }
     return rq->flags & NBDKIT_FLAG_REQ_ONE ? 1 : 0;
   }
+  remap_next_lock ();
   plugin = nbdkit_extents_full (rq->next, len, offset, rq->flags, err);
+  remap_next_unlock ();
   if (plugin == NULL)
     return -1;
   n = nbdkit_extents_count (plugin);
@@ -482,8 +501,12 @@ remap_extents (nbdkit_next *next, void *handle, uint32_t count,
   (void) handle;
   if (!remap_table_may_touch (device->table,
                               offset / device->geo.sector_size,
-                              (offset + count - 1) / device->geo.sector_size))
-    return next->extents (next, count, offset, flags, extents, err);
+                              (offset + count - 1) / device->geo.sector_size)) {
+    remap_next_lock ();
+    r = next->extents (next, count, offset, flags, extents, err);
+    remap_next_unlock ();
+    return r;
+  }
   r = remap_device_walk (device, count, offset, extents_span, &rq, err);
   return r == -1 ? -1 : 0;
 }
