@@ -9,6 +9,17 @@
  * context, takes plugin_lock.  It is held for the one call only, never
  * while waiting for anything else (a sync, a remap), so it cannot take
  * part in a deadlock; under the parallel model it is never taken.
+ *
+ * Writeback errors.  A plugin over a page cache reports a media error
+ * of a write at the next flush or FUA write (Linux tells each open file
+ * once), so the EIO a FUA write gets may belong to an earlier write of
+ * the same context whose data is gone.  The data path retries the FUA
+ * write and may well succeed, which would hide that loss; so when a
+ * FUA write fails with EIO while another write of the context is under
+ * way or an acknowledged write is not yet covered by a flush, the
+ * context owes its client an error, which its next flush reports.
+ * A context whose writes all carry FUA (remap-write-through=yes, one
+ * request at a time) never owes one: each error is the request's own.
  */
 #include <config.h>
 
@@ -52,7 +63,7 @@ static int
 next_pread (void *opaque, void *buf, uint32_t count, uint64_t offset,
             uint32_t flags, int *err)
 {
-  nbdkit_next *next = opaque;
+  nbdkit_next *next = ((struct remap_next *) opaque)->next;
   int r;
 
   remap_next_lock ();
@@ -61,37 +72,63 @@ next_pread (void *opaque, void *buf, uint32_t count, uint64_t offset,
   return r;
 }
 
+/* Bookkeeping around a write: see "Writeback errors" above. */
+static void
+write_begin (struct remap_next *rn)
+{
+  __atomic_add_fetch (&rn->writes_in_flight, 1, __ATOMIC_SEQ_CST);
+}
+
+static int
+write_end (struct remap_next *rn, int r, uint32_t flags, const int *err)
+{
+  if (r == 0 && !(flags & NBDKIT_FLAG_FUA))
+    __atomic_add_fetch (&rn->acked, 1, __ATOMIC_SEQ_CST);
+  if (r == -1 && *err == EIO && (flags & NBDKIT_FLAG_FUA) &&
+      (__atomic_load_n (&rn->writes_in_flight, __ATOMIC_SEQ_CST) > 1 ||
+       __atomic_load_n (&rn->acked, __ATOMIC_SEQ_CST) !=
+       __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST))) {
+    if (!__atomic_exchange_n (&rn->owed, true, __ATOMIC_SEQ_CST))
+      nbdkit_debug ("remap: a FUA write failed while other writes were "
+                    "not flushed: the next flush reports an error");
+  }
+  __atomic_sub_fetch (&rn->writes_in_flight, 1, __ATOMIC_SEQ_CST);
+  return r;
+}
+
 static int
 next_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
              uint32_t flags, int *err)
 {
-  nbdkit_next *next = opaque;
+  struct remap_next *rn = opaque;
   int r;
 
+  write_begin (rn);
   remap_next_lock ();
-  r = next->pwrite (next, buf, count, offset, flags, err);
+  r = rn->next->pwrite (rn->next, buf, count, offset, flags, err);
   remap_next_unlock ();
-  return r;
+  return write_end (rn, r, flags, err);
 }
 
 static int
 next_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
            int *err)
 {
-  nbdkit_next *next = opaque;
+  struct remap_next *rn = opaque;
   int r;
 
+  write_begin (rn);
   remap_next_lock ();
-  r = next->zero (next, count, offset, flags, err);
+  r = rn->next->zero (rn->next, count, offset, flags, err);
   remap_next_unlock ();
-  return r;
+  return write_end (rn, r, flags, err);
 }
 
 static int
 next_trim (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
            int *err)
 {
-  nbdkit_next *next = opaque;
+  nbdkit_next *next = ((struct remap_next *) opaque)->next;
   int r;
 
   remap_next_lock ();
@@ -104,7 +141,7 @@ static int
 next_cache (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
             int *err)
 {
-  nbdkit_next *next = opaque;
+  nbdkit_next *next = ((struct remap_next *) opaque)->next;
   int r;
 
   remap_next_lock ();
@@ -113,23 +150,41 @@ next_cache (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
   return r;
 }
 
+/* A good flush covers every write acknowledged before it began; an
+ * error owed to the client (see above) is reported here, once.
+ */
 static int
 next_flush (void *opaque, int *err)
 {
-  nbdkit_next *next = opaque;
+  struct remap_next *rn = opaque;
+  uint64_t acked = __atomic_load_n (&rn->acked, __ATOMIC_SEQ_CST);
+  uint64_t durable;
   int r;
 
   remap_next_lock ();
-  r = next->flush (next, 0, err);
+  r = rn->next->flush (rn->next, 0, err);
   remap_next_unlock ();
-  return r;
+  if (r == -1)
+    return -1;
+  durable = __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST);
+  while (durable < acked &&
+         !__atomic_compare_exchange_n (&rn->durable, &durable, acked, false,
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+    ;
+  if (__atomic_exchange_n (&rn->owed, false, __ATOMIC_SEQ_CST)) {
+    nbdkit_error ("remap: an earlier write may have been lost: the plugin "
+                  "reported a writeback error to a later FUA write");
+    *err = EIO;
+    return -1;
+  }
+  return 0;
 }
 
 static int
 next_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
              bool *zero, int *err)
 {
-  nbdkit_next *next = opaque;
+  nbdkit_next *next = ((struct remap_next *) opaque)->next;
   struct nbdkit_extents *exts = nbdkit_extents_new (offset, offset + count);
   struct nbdkit_extent e;
   int r;
@@ -153,7 +208,8 @@ next_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
 }
 
 int
-remap_io_from_next (nbdkit_next *next, struct remap_io *io)
+remap_io_from_next (nbdkit_next *next, struct remap_next *rn,
+                    struct remap_io *io)
 {
   int can_zero = -1, can_trim, can_cache, can_flush, can_fua, can_extents;
   bool failed;
@@ -168,8 +224,9 @@ remap_io_from_next (nbdkit_next *next, struct remap_io *io)
   remap_next_unlock ();
   if (failed)
     return -1;
+  *rn = (struct remap_next) { .next = next };
   *io = (struct remap_io) {
-    .opaque = next,
+    .opaque = rn,
     .pread = next_pread,
     .pwrite = next_pwrite,
     .zero = can_zero == NBDKIT_ZERO_NATIVE ? next_zero : NULL,

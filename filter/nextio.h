@@ -2,15 +2,31 @@
 #ifndef REMAP_NEXTIO_H
 #define REMAP_NEXTIO_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <nbdkit-filter.h>
 
 #include "io.h"
 
+/* The plugin through one context (a connection's, or the shared one),
+ * with what nextio.c keeps about its writeback errors.
+ */
+struct remap_next {
+  nbdkit_next *next;
+  unsigned writes_in_flight;    /* atomic */
+  uint64_t acked;               /* non-FUA writes acknowledged (atomic) */
+  uint64_t durable;             /* 'acked' at the last good flush (atomic) */
+  bool owed;                    /* the next flush fails (atomic) */
+};
+
 /* Asks next what it can do, once, and fills io with only what it
  * offers: the server asserts that a filter never calls what it was not
- * offered.  Returns 0, or -1 with the error reported.
+ * offered.  rn lives as long as io.  Returns 0, or -1 with the error
+ * reported.
  */
-extern int remap_io_from_next (nbdkit_next *next, struct remap_io *io);
+extern int remap_io_from_next (nbdkit_next *next, struct remap_next *rn,
+                               struct remap_io *io);
 
 /* Called from .get_ready with the thread model nbdkit settled on:
  * anything but parallel makes every call to the plugin below take one

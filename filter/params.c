@@ -194,6 +194,8 @@ remap_params_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   }
   if (strcmp (key, "remap-verify") == 0)
     return parse_bool_param (key, value, &params.options.verify);
+  if (strcmp (key, "remap-write-through") == 0)
+    return parse_bool_param (key, value, &params.write_through);
   if (strcmp (key, "remap-pending-partial") == 0) {
     if (strcmp (value, "zero") == 0)
       params.options.pending_partial_zero = true;

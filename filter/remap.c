@@ -27,12 +27,14 @@ static_assert (REMAP_FLAG_FAST_ZERO == NBDKIT_FLAG_FAST_ZERO, "flag value");
 
 /* Server-wide state, from .after_fork to .cleanup. */
 static nbdkit_next *shared_next;
+static struct remap_next shared_rn;
 static struct remap_io shared_origin;  /* the plugin, outside connections */
 static struct remap_file sparefile = { .fd = -1 };
 static struct remap_device *device;
 
 /* Per connection: the plugin as a struct remap_io. */
 struct remap_handle {
+  struct remap_next rn;
   struct remap_io origin;
 };
 
@@ -209,9 +211,12 @@ remap_after_fork (nbdkit_backend *backend)
   if (shared_next->prepare (shared_next) == -1 ||
       (disk_size = shared_next->get_size (shared_next)) == -1 ||
       (can_write = shared_next->can_write (shared_next)) == -1 ||
-      remap_io_from_next (shared_next, &shared_origin) == -1)
+      remap_io_from_next (shared_next, &shared_rn, &shared_origin) == -1)
     goto error;
   params.options.readonly = params.options.readonly || !can_write;
+  if (params.write_through && !shared_origin.can_fua)
+    nbdkit_debug ("remap: remap-write-through=yes, but the plugin cannot "
+                  "flush: writes go through as they are");
 
   if (params.options.internal) {
     store = &shared_origin;
@@ -301,7 +306,7 @@ remap_prepare (nbdkit_next *next, void *handle, int readonly)
   remap_next_unlock ();
   if (size == -1)
     return -1;
-  return remap_io_from_next (next, &h->origin);
+  return remap_io_from_next (next, &h->rn, &h->origin);
 }
 
 static int64_t
@@ -399,14 +404,29 @@ remap_pread (nbdkit_next *next, void *handle, void *buf, uint32_t count,
                              err);
 }
 
+/* remap-write-through=yes: every write asks the plugin for FUA (nbdkit
+ * turns it into write + flush for a plugin that can flush but has no
+ * FUA), so that a media error the page cache would keep until a flush
+ * fails this request instead: the data path then retries it sector by
+ * sector, each with FUA, and moves the failing sector to a spare from
+ * the client's buffer, which it still holds.
+ */
+static uint32_t
+write_flags (const struct remap_handle *h, uint32_t flags)
+{
+  if (params.write_through && h->origin.can_fua)
+    flags |= NBDKIT_FLAG_FUA;
+  return flags;
+}
+
 static int
 remap_pwrite (nbdkit_next *next, void *handle, const void *buf,
               uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
   struct remap_handle *h = handle;
   (void) next;
-  return remap_device_pwrite (device, &h->origin, buf, count, offset, flags,
-                              err);
+  return remap_device_pwrite (device, &h->origin, buf, count, offset,
+                              write_flags (h, flags), err);
 }
 
 static int
@@ -415,7 +435,8 @@ remap_zero (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
 {
   struct remap_handle *h = handle;
   (void) next;
-  return remap_device_zero (device, &h->origin, count, offset, flags, err);
+  return remap_device_zero (device, &h->origin, count, offset,
+                            write_flags (h, flags), err);
 }
 
 static int
