@@ -12,14 +12,22 @@
  *
  * Writeback errors.  A plugin over a page cache reports a media error
  * of a write at the next flush or FUA write (Linux tells each open file
- * once), so the EIO a FUA write gets may belong to an earlier write of
- * the same context whose data is gone.  The data path retries the FUA
- * write and may well succeed, which would hide that loss; so when a
- * FUA write fails with EIO while another write of the context is under
- * way or an acknowledged write is not yet covered by a flush, the
- * context owes its client an error, which its next flush reports.
- * A context whose writes all carry FUA (remap-write-through=yes, one
- * request at a time) never owes one: each error is the request's own.
+ * once), so the EIO that a FUA write or a flush gets may belong to
+ * another write of the same context whose data is gone:
+ *  - to a write without FUA, acknowledged or under way: the data path
+ *    retries the failed FUA write and may well succeed, which would
+ *    hide that loss; so when a FUA write fails with EIO while a write
+ *    without FUA is not yet covered by a good flush, the context owes
+ *    its client an error, which its next flush reports;
+ *  - to a FUA write under way: its own writeback then finds nothing
+ *    left to write and succeeds, data lost.  So a FUA write that
+ *    succeeds while an EIO reached another request of the context
+ *    reports EIO itself, and the data path writes it again sector by
+ *    sector from the client's buffer (remapping the sector that fails).
+ * With remap-write-through=yes every write carries FUA, so nothing is
+ * ever owed: each error is handled by the write it belongs to.
+ * Counting costs two atomic additions per write without FUA, and two
+ * loads per FUA write.
  */
 #include <config.h>
 
@@ -72,27 +80,43 @@ next_pread (void *opaque, void *buf, uint32_t count, uint64_t offset,
   return r;
 }
 
-/* Bookkeeping around a write: see "Writeback errors" above. */
-static void
-write_begin (struct remap_next *rn)
+/* Bookkeeping around a write: see "Writeback errors" above.  Returns
+ * what write_end needs to know of the moment the write began.
+ */
+static uint64_t
+write_begin (struct remap_next *rn, uint32_t flags)
 {
-  __atomic_add_fetch (&rn->writes_in_flight, 1, __ATOMIC_SEQ_CST);
+  if (!(flags & NBDKIT_FLAG_FUA)) {
+    __atomic_add_fetch (&rn->started, 1, __ATOMIC_SEQ_CST);
+    return 0;
+  }
+  return __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST);
 }
 
 static int
-write_end (struct remap_next *rn, int r, uint32_t flags, const int *err)
+write_end (struct remap_next *rn, int r, uint32_t flags, int *err,
+           uint64_t eio_count_at_start)
 {
-  if (r == 0 && !(flags & NBDKIT_FLAG_FUA))
-    __atomic_add_fetch (&rn->acked, 1, __ATOMIC_SEQ_CST);
-  if (r == -1 && *err == EIO && (flags & NBDKIT_FLAG_FUA) &&
-      (__atomic_load_n (&rn->writes_in_flight, __ATOMIC_SEQ_CST) > 1 ||
-       __atomic_load_n (&rn->acked, __ATOMIC_SEQ_CST) !=
-       __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST))) {
-    if (!__atomic_exchange_n (&rn->owed, true, __ATOMIC_SEQ_CST))
+  if (!(flags & NBDKIT_FLAG_FUA)) {
+    __atomic_add_fetch (&rn->finished, 1, __ATOMIC_SEQ_CST);
+    return r;
+  }
+  if (r == -1 && *err == EIO) {
+    __atomic_add_fetch (&rn->eio_count, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n (&rn->started, __ATOMIC_SEQ_CST) !=
+        __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST) &&
+        !__atomic_exchange_n (&rn->owed, true, __ATOMIC_SEQ_CST))
       nbdkit_debug ("remap: a FUA write failed while other writes were "
                     "not flushed: the next flush reports an error");
   }
-  __atomic_sub_fetch (&rn->writes_in_flight, 1, __ATOMIC_SEQ_CST);
+  else if (r == 0 &&
+           __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST) !=
+           eio_count_at_start) {
+    nbdkit_debug ("remap: a writeback error reached another request "
+                  "during a FUA write: that write is tried again");
+    *err = EIO;
+    return -1;
+  }
   return r;
 }
 
@@ -101,13 +125,13 @@ next_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
              uint32_t flags, int *err)
 {
   struct remap_next *rn = opaque;
+  uint64_t at_start = write_begin (rn, flags);
   int r;
 
-  write_begin (rn);
   remap_next_lock ();
   r = rn->next->pwrite (rn->next, buf, count, offset, flags, err);
   remap_next_unlock ();
-  return write_end (rn, r, flags, err);
+  return write_end (rn, r, flags, err, at_start);
 }
 
 static int
@@ -115,13 +139,13 @@ next_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
            int *err)
 {
   struct remap_next *rn = opaque;
+  uint64_t at_start = write_begin (rn, flags);
   int r;
 
-  write_begin (rn);
   remap_next_lock ();
   r = rn->next->zero (rn->next, count, offset, flags, err);
   remap_next_unlock ();
-  return write_end (rn, r, flags, err);
+  return write_end (rn, r, flags, err, at_start);
 }
 
 static int
@@ -157,19 +181,28 @@ static int
 next_flush (void *opaque, int *err)
 {
   struct remap_next *rn = opaque;
-  uint64_t acked = __atomic_load_n (&rn->acked, __ATOMIC_SEQ_CST);
+  uint64_t finished = __atomic_load_n (&rn->finished, __ATOMIC_SEQ_CST);
   uint64_t durable;
   int r;
 
   remap_next_lock ();
   r = rn->next->flush (rn->next, 0, err);
   remap_next_unlock ();
-  if (r == -1)
+  if (r == -1) {
+    if (*err == EIO) {
+      /* The client hears it now; FUA writes under way may have lost
+       * their data to it.
+       */
+      __atomic_add_fetch (&rn->eio_count, 1, __ATOMIC_SEQ_CST);
+      __atomic_store_n (&rn->owed, false, __ATOMIC_SEQ_CST);
+    }
     return -1;
+  }
   durable = __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST);
-  while (durable < acked &&
-         !__atomic_compare_exchange_n (&rn->durable, &durable, acked, false,
-                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+  while (durable < finished &&
+         !__atomic_compare_exchange_n (&rn->durable, &durable, finished,
+                                       false, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST))
     ;
   if (__atomic_exchange_n (&rn->owed, false, __ATOMIC_SEQ_CST)) {
     nbdkit_error ("remap: an earlier write may have been lost: the plugin "

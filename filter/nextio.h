@@ -14,10 +14,12 @@
  */
 struct remap_next {
   nbdkit_next *next;
-  unsigned writes_in_flight;    /* atomic */
-  uint64_t acked;               /* non-FUA writes acknowledged (atomic) */
-  uint64_t durable;             /* 'acked' at the last good flush (atomic) */
-  bool owed;                    /* the next flush fails (atomic) */
+  /* All atomic. */
+  uint64_t started;             /* writes without FUA begun */
+  uint64_t finished;            /* ... and ended, well or not */
+  uint64_t durable;             /* 'finished' when the last good flush began */
+  uint64_t eio_count;           /* EIOs of FUA writes and flushes */
+  bool owed;                    /* the next flush fails */
 };
 
 /* Asks next what it can do, once, and fills io with only what it

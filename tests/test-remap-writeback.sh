@@ -13,7 +13,10 @@
 #     restart (spares in a file);
 #  4. the same with the spares on the disk, where the filter's own
 #     context hears the error too: a write may fail once, never
-#     silently.
+#     silently;
+#  5. with write-through, a flush that runs while a write is between
+#     its caching and its own writeback takes that write's error: the
+#     write must not be acknowledged with its data gone.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires nbdsh
@@ -135,4 +138,48 @@ import os
 ss = int(os.environ["SS"])
 assert h.pread(ss, 40 * ss) == b"\x66" * ss, "data lost"
 ' || fail "case 4: the remapped data did not survive a restart"
+stop_server "$sock"
+
+# 5. Write-through, spares in a file: the write to sector 50 is cached
+#    and then waits (delay-writeback) before its own writeback; a flush
+#    on the same connection writes it back meanwhile and hears its
+#    error.  The write must then fail, or be remapped with its data.
+truncate -s 0 "$disk" "$tmp/spares"
+truncate -s 64M "$disk"
+printf 'writeback 50\ndelay-writeback %d\n' "$(scaled_ms 1000)" >"$list"
+start "$tmp/log7" remap-write-through=yes remap-spare="$tmp/spares"
+out=$(DELAY=$(scaled_ms 300) client '
+import os, time, errno
+ss = int(os.environ["SS"])
+def result(c):
+    while True:
+        try:
+            if h.aio_command_completed(c):
+                return "ok"
+        except nbd.Error as e:
+            return "EIO" if e.errnum == errno.EIO else str(e)
+        h.poll(-1)
+w = h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b"\x77" * ss)), 50 * ss)
+time.sleep(int(os.environ["DELAY"]) / 1000)
+f = h.aio_flush()
+rw, rf = result(w), result(f)
+print("write:", rw, "flush:", rf)
+if rw == "ok":
+    assert h.pread(ss, 50 * ss) == b"\x77" * ss, \
+        "the write was acknowledged and its data is gone"
+') || fail "case 5: a write through lost its data to a concurrent flush"
+echo "$out"
+stop_server "$sock"
+# An acknowledged write is there after a restart; a failed one left
+# either its data or the old zeros.
+case $out in
+  *"write: ok"*) want='b"\x77" * ss' ;;
+  *) want='b"\x77" * ss, bytes(ss)' ;;
+esac
+start "$tmp/log8" remap-spare="$tmp/spares"
+client "
+import os
+ss = int(os.environ['SS'])
+assert h.pread(ss, 50 * ss) in ($want,), 'sector 50 after a restart'
+" || fail "case 5: sector 50 after a restart"
 stop_server "$sock"

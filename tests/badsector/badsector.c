@@ -43,6 +43,10 @@
  *                              removed before the writeback.
  *   delay-read  MS             every pread first sleeps MS milliseconds
  *   delay-write MS             every pwrite/zero/flush first sleeps MS ms
+ *   delay-writeback MS         a FUA pwrite/zero sleeps MS ms after its
+ *                              data is written (or cached) and before it
+ *                              starts the writeback, so that a test can
+ *                              put a flush in between
  *
  * Sectors are unsigned 64-bit decimal numbers, counted in units of
  * badsector-sector-size from byte 0 of the underlying plugin, and
@@ -297,6 +301,7 @@ do_write (nbdkit_next *next, struct handle *h, const void *buf,
   struct span *spans = NULL, *cached = NULL;
   size_t nspans = 0, ncached = 0, i;
   uint64_t sector, pos;
+  uint32_t ms;
   bool fail = false;
   int r = 0;
 
@@ -362,8 +367,13 @@ do_write (nbdkit_next *next, struct handle *h, const void *buf,
                   buf ? "write" : "zero");
   free (spans);
   free (cached);
-  if (r == 0 && (flags & NBDKIT_FLAG_FUA))
+  if (r == 0 && (flags & NBDKIT_FLAG_FUA)) {
+    pthread_mutex_lock (&list_lock);
+    ms = list.delay_writeback_ms;
+    pthread_mutex_unlock (&list_lock);
+    sleep_ms (ms);
     r = writeback (h, err);
+  }
   return r;
 }
 

@@ -73,7 +73,7 @@ list_free (struct list *l)
   free (l->ranges);
   l->ranges = NULL;
   l->len = 0;
-  l->delay_read_ms = l->delay_write_ms = 0;
+  l->delay_read_ms = l->delay_write_ms = l->delay_writeback_ms = 0;
 }
 
 static int
@@ -187,13 +187,14 @@ parse_list (char *buf, size_t len, struct list *out)
       continue;
     if (ntok != 2) {
       nbdkit_error ("badsector: %s: line %zu: expected two fields: "
-                    "KIND FIRST[-LAST] or delay-read|delay-write MS",
+                    "KIND FIRST[-LAST] or delay-read|delay-write|delay-writeback MS",
                     filename, lineno);
       goto err;
     }
 
     if (strcmp (tok[0], "delay-read") == 0 ||
-        strcmp (tok[0], "delay-write") == 0) {
+        strcmp (tok[0], "delay-write") == 0 ||
+        strcmp (tok[0], "delay-writeback") == 0) {
       uint64_t ms;
 
       if (parse_u64 (tok[1], &ms) == -1 || ms > UINT32_MAX) {
@@ -201,10 +202,12 @@ parse_list (char *buf, size_t len, struct list *out)
                       "milliseconds: %s", filename, lineno, tok[1]);
         goto err;
       }
-      if (tok[0][6] == 'r')
+      if (strcmp (tok[0], "delay-read") == 0)
         l.delay_read_ms = ms;
-      else
+      else if (strcmp (tok[0], "delay-write") == 0)
         l.delay_write_ms = ms;
+      else
+        l.delay_writeback_ms = ms;
       continue;
     }
 

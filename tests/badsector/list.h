@@ -26,7 +26,7 @@ struct range {
 struct list {
   struct range *ranges;         /* sorted by first, then last */
   size_t len;
-  uint32_t delay_read_ms, delay_write_ms;
+  uint32_t delay_read_ms, delay_write_ms, delay_writeback_ms;
 };
 
 /* Inclusive, in sectors. */
