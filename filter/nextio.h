@@ -30,11 +30,15 @@ struct remap_next {
 extern int remap_io_from_next (nbdkit_next *next, struct remap_next *rn,
                                struct remap_io *io);
 
-/* Called from .get_ready with the thread model nbdkit settled on:
- * anything but parallel makes every call to the plugin below take one
- * lock (see nextio.c).
+/* Called from .get_ready with the thread model nbdkit settled on
+ * (anything but parallel makes every call to the plugin below take one
+ * lock) and remap-plugin-cache (see nextio.c).
  */
-extern void remap_next_set_thread_model (int thread_model);
+extern void remap_next_configure (int thread_model, bool plugin_cache);
+/* At the end of every write or zero request, in its thread: settles
+ * whether an EIO its FUA writes got is owed to the next flush.
+ */
+extern void remap_next_request_done (void);
 /* Around a call to the plugin that does not go through a struct
  * remap_io (remap.c's direct next-> calls).  No-ops when parallel.
  */

@@ -60,7 +60,7 @@ remap_unload (void)
 static int
 remap_get_ready (int thread_model)
 {
-  remap_next_set_thread_model (thread_model);
+  remap_next_configure (thread_model, params.plugin_cache);
   if (params.metrics_path && remap_metrics_check (params.metrics_path) == -1)
     return -1;
   if (params.control_path)
@@ -424,9 +424,13 @@ remap_pwrite (nbdkit_next *next, void *handle, const void *buf,
               uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
   struct remap_handle *h = handle;
+  int r;
+
   (void) next;
-  return remap_device_pwrite (device, &h->origin, buf, count, offset,
-                              write_flags (h, flags), err);
+  r = remap_device_pwrite (device, &h->origin, buf, count, offset,
+                           write_flags (h, flags), err);
+  remap_next_request_done ();
+  return r;
 }
 
 static int
@@ -434,9 +438,13 @@ remap_zero (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
             uint32_t flags, int *err)
 {
   struct remap_handle *h = handle;
+  int r;
+
   (void) next;
-  return remap_device_zero (device, &h->origin, count, offset,
-                            write_flags (h, flags), err);
+  r = remap_device_zero (device, &h->origin, count, offset,
+                         write_flags (h, flags), err);
+  remap_next_request_done ();
+  return r;
 }
 
 static int

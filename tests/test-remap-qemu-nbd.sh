@@ -73,7 +73,7 @@ done
 [ $direct = yes ] || fail "qemu-nbd did not open the image with O_DIRECT"
 
 start_server sock "$tmp/log" -v --filter="$REMAP_FILTER" \
-  nbd socket="$qsock" remap-control="$ctl"
+  nbd socket="$qsock" remap-control="$ctl" remap-plugin-cache=no
 
 # The write across sector 100 succeeds at once (no flush): the error
 # came back with the write itself, and the sector went to a spare.
@@ -87,6 +87,6 @@ stop_server "$sock"
 
 # After a restart of nbdkit, the data of sector 100 is there.
 start_server sock "$tmp/log2" -v --filter="$REMAP_FILTER" \
-  nbd socket="$qsock" remap-control="$ctl"
+  nbd socket="$qsock" remap-control="$ctl" remap-plugin-cache=no
 qio "$sock" -c "read -P 0x77 $((98*ss)) $((5*ss))"
 stop_server "$sock"

@@ -183,3 +183,33 @@ ss = int(os.environ['SS'])
 assert h.pread(ss, 50 * ss) in ($want,), 'sector 50 after a restart'
 " || fail "case 5: sector 50 after a restart"
 stop_server "$sock"
+
+# 6. An error that a retry does not reproduce cannot be told from an
+#    earlier write's writeback error: a FUA write that fails once
+#    (write-once) while a write without FUA is not yet flushed makes
+#    the next flush fail, unless remap-plugin-cache=no says that the
+#    plugin has no cache.  Either way both writes' data is there.
+for cache in yes no; do
+  truncate -s 0 "$disk"
+  truncate -s 64M "$disk"
+  echo "write-once 60" >"$list"
+  start "$tmp/log-cache-$cache" remap-plugin-cache=$cache
+  out=$(client '
+import os
+ss = int(os.environ["SS"])
+h.pwrite(b"\x88" * ss, 61 * ss)
+h.pwrite(b"\x99" * ss, 60 * ss, nbd.CMD_FLAG_FUA)
+try:
+    h.flush()
+    print("flush ok")
+except nbd.Error:
+    print("flush EIO")
+assert h.pread(ss, 61 * ss) == b"\x88" * ss
+assert h.pread(ss, 60 * ss) == b"\x99" * ss
+') || fail "case 6 (remap-plugin-cache=$cache): $out"
+  stop_server "$sock"
+  case $cache,$out in
+    yes,"flush EIO"|no,"flush ok") ;;
+    *) fail "case 6: remap-plugin-cache=$cache gave '$out'" ;;
+  esac
+done
