@@ -3,8 +3,11 @@
  * One thread serves every control client with poll(), so a client
  * that connects and never sends, sends garbage, or sends a huge line
  * costs a file descriptor and a buffer, never a thread, and never
- * touches the data path.  It stops like the sync thread: flag, wake
- * (a byte down a pipe), join.
+ * touches the data path.  The thread never waits on one client: a
+ * reply the socket cannot take at once stays queued with the client
+ * and goes out as the client reads, within REPLY_SECONDS or the client
+ * is dropped.  It stops like the sync thread: flag, wake (a byte down
+ * a pipe), join.
  */
 #include <config.h>
 
@@ -26,19 +29,29 @@
 
 #include "cleanup.h"
 #include "control.h"
+#include "metricsfile.h"
 #include "report.h"
 
 #define MAX_CLIENTS 16
 #define MAX_LINE 4096
 #define IDLE_SECONDS 30
+#define REPLY_SECONDS 10        /* to take a whole reply, or be dropped */
 #define METRICS_INTERVAL 5      /* seconds between periodic writes */
 #define LIST_DEFAULT 100
 #define LIST_MAX 10000
 
+/* A client with a reply not yet taken (out.len > out_done) is polled
+ * for POLLOUT only: its next commands wait in buf until the reply has
+ * gone, so replies keep their order and a client that does not read
+ * holds its own buffer, never the thread.
+ */
 struct client {
   int fd;
   size_t len;
   time_t last_active;
+  struct remap_buf out;
+  size_t out_done;
+  time_t out_deadline;
   char buf[MAX_LINE + 1];
 };
 
@@ -67,11 +80,69 @@ now_seconds (void)
   return ts.tv_sec;
 }
 
+/* A socket at the path is replaced only when it is certainly stale:
+ * a stream socket of this server's user that refuses connections
+ * (ECONNREFUSED: nobody listens).  Anything else may be another
+ * program's live socket (a datagram socket fails connect too, with
+ * another error), or another account's file: it is refused, left in
+ * place.  Returns 0 when the path is free.
+ */
+static int
+remove_stale_socket (struct sockaddr_un *addr)
+{
+  const char *path = addr->sun_path;
+  struct stat st;
+  int fd, r;
+
+  if (lstat (path, &st) == -1) {
+    if (errno == ENOENT)
+      return 0;
+    nbdkit_error ("remap-control: %s: %m", path);
+    return -1;
+  }
+  if (!S_ISSOCK (st.st_mode)) {
+    nbdkit_error ("remap-control: %s exists and is not a socket; remove "
+                  "it or choose another path", path);
+    return -1;
+  }
+  if (st.st_uid != geteuid ()) {
+    nbdkit_error ("remap-control: %s is a socket of another user (uid %u, "
+                  "this server runs as uid %u); remove it if it is stale, "
+                  "or choose another path", path, (unsigned) st.st_uid,
+                  (unsigned) geteuid ());
+    return -1;
+  }
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd == -1) {
+    nbdkit_error ("socket: %m");
+    return -1;
+  }
+  r = connect (fd, (struct sockaddr *) addr, sizeof *addr);
+  if (r == -1 && errno == ECONNREFUSED) {
+    close (fd);
+    nbdkit_debug ("remap-control: removing stale socket %s", path);
+    if (unlink (path) == -1 && errno != ENOENT) {
+      nbdkit_error ("remap-control: cannot remove the stale socket %s: %m",
+                    path);
+      return -1;
+    }
+    return 0;
+  }
+  if (r == 0)
+    nbdkit_error ("remap-control: %s is in use by another running "
+                  "server; choose another path", path);
+  else
+    nbdkit_error ("remap-control: %s is a socket that is not a stale "
+                  "control socket (connecting to it: %m); remove it if "
+                  "nothing uses it, or choose another path", path);
+  close (fd);
+  return -1;
+}
+
 int
 remap_control_listen (const char *path)
 {
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
-  struct stat st;
   mode_t old_mask;
   int fd, r;
 
@@ -82,39 +153,21 @@ remap_control_listen (const char *path)
     return -1;
   }
   strcpy (addr.sun_path, path);
-  if (lstat (path, &st) == 0) {
-    if (!S_ISSOCK (st.st_mode)) {
-      nbdkit_error ("remap-control: %s exists and is not a socket; remove "
-                    "it or choose another path", path);
-      return -1;
-    }
-    /* A socket nobody answers on was left by a server that died. */
-    fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-      nbdkit_error ("socket: %m");
-      return -1;
-    }
-    r = connect (fd, (struct sockaddr *) &addr, sizeof addr);
-    close (fd);
-    if (r == 0) {
-      nbdkit_error ("remap-control: %s is in use by another running "
-                    "server; choose another path", path);
-      return -1;
-    }
-    nbdkit_debug ("remap-control: removing stale socket %s", path);
-    unlink (path);
-  }
+  if (remove_stale_socket (&addr) == -1)
+    return -1;
 
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd == -1) {
     nbdkit_error ("socket: %m");
     return -1;
   }
-  /* Owner only, from the moment it exists. */
+  /* Owner only (0600), from the moment it exists.  No chmod after
+   * bind: it would follow a link that replaced the socket meanwhile.
+   */
   old_mask = umask (0177);
   r = bind (fd, (struct sockaddr *) &addr, sizeof addr);
   umask (old_mask);
-  if (r == -1 || chmod (path, 0600) == -1 || listen (fd, 64) == -1) {
+  if (r == -1 || listen (fd, 64) == -1) {
     nbdkit_error ("remap-control: %s: %m", path);
     close (fd);
     return -1;
@@ -277,57 +330,103 @@ remap_control_execute (struct remap_device *dev,
     reply_error (reply, "unknown command or wrong arguments; try help");
 }
 
-/* Writes a whole reply; a client that will not read within a second
- * is dropped rather than allowed to hold up the others.
- */
-static bool
-send_all (int fd, const char *p, size_t len)
-{
-  while (len > 0) {
-    ssize_t n = send (fd, p, len, MSG_NOSIGNAL);
-    if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-      if (poll (&pfd, 1, 1000) <= 0)
-        return false;
-      continue;
-    }
-    if (n == -1 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return false;
-    p += n;
-    len -= n;
-  }
-  return true;
-}
-
 static void
 drop_client (int i)
 {
   close (ctl.clients[i]->fd);
+  remap_buf_free (&ctl.clients[i]->out);
   free (ctl.clients[i]);
   ctl.clients[i] = NULL;
 }
 
 static bool
-send_reply (int fd, struct remap_buf *reply)
+reply_pending (const struct client *c)
 {
-  if (reply->failed) {
-    static const char oom[] = "{\"ok\":false,\"error\":\"out of memory\"}\n";
-    return send_all (fd, oom, sizeof oom - 1);
-  }
-  remap_buf_printf (reply, "\n");
-  return !reply->failed && send_all (fd, reply->p, reply->len);
+  return c->out_done < c->out.len;
 }
 
-/* Runs every complete line in the client's buffer. */
+/* Sends what the socket takes now, never waiting.  Returns false if
+ * the client is gone.
+ */
+static bool
+flush_client (struct client *c)
+{
+  while (reply_pending (c)) {
+    ssize_t n = send (c->fd, c->out.p + c->out_done,
+                      c->out.len - c->out_done,
+                      MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return true;
+    if (n <= 0)
+      return false;
+    c->out_done += n;
+  }
+  remap_buf_free (&c->out);
+  c->out_done = 0;
+  return true;
+}
+
+/* A short message to a client about to be dropped: one try. */
+static void
+send_once (int fd, const char *msg)
+{
+  if (send (fd, msg, strlen (msg), MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
+    nbdkit_debug ("remap-control: could not tell a client: %m");
+}
+
+/* Runs complete lines from the client's buffer until one reply cannot
+ * be sent at once.  Returns false if the client is to be dropped.
+ */
+static bool
+run_lines (struct client *c)
+{
+  char *nl;
+
+  while (!reply_pending (c) &&
+         (nl = memchr (c->buf, '\n', c->len)) != NULL) {
+    *nl = '\0';
+    if (memchr (c->buf, '\0', nl - c->buf))
+      reply_error (&c->out, "the command contains a NUL byte");
+    else
+      remap_control_execute (ctl.dev, ctl.origin, c->buf, &c->out);
+    remap_buf_printf (&c->out, "\n");
+    if (c->out.failed) {
+      remap_buf_free (&c->out);
+      remap_buf_printf (&c->out,
+                        "{\"ok\":false,\"error\":\"out of memory\"}\n");
+    }
+    c->out_done = 0;
+    c->out_deadline = now_seconds () + REPLY_SECONDS;
+    c->len -= nl + 1 - c->buf;
+    memmove (c->buf, nl + 1, c->len);
+    if (!flush_client (c))
+      return false;
+  }
+  if (!reply_pending (c) && c->len == MAX_LINE) {
+    char msg[80];
+    snprintf (msg, sizeof msg, "{\"ok\":false,\"error\":\"line too long "
+              "(limit %d bytes)\"}\n", MAX_LINE);
+    send_once (c->fd, msg);
+    return false;
+  }
+  return true;
+}
+
+/* The client's socket is ready: take its reply, or its commands. */
 static void
 serve_client (int i)
 {
   struct client *c = ctl.clients[i];
-  ssize_t n = recv (c->fd, c->buf + c->len, MAX_LINE - c->len, 0);
-  char *nl;
+  ssize_t n;
 
+  if (reply_pending (c)) {
+    if (!flush_client (c) || !run_lines (c))
+      drop_client (i);
+    return;
+  }
+  n = recv (c->fd, c->buf + c->len, MAX_LINE - c->len, 0);
   if (n == -1 && (errno == EAGAIN || errno == EINTR))
     return;
   if (n <= 0) {
@@ -336,33 +435,8 @@ serve_client (int i)
   }
   c->len += n;
   c->last_active = now_seconds ();
-  while ((nl = memchr (c->buf, '\n', c->len)) != NULL) {
-    struct remap_buf reply = { 0 };
-    bool ok;
-
-    *nl = '\0';
-    if (memchr (c->buf, '\0', nl - c->buf))
-      reply_error (&reply, "the command contains a NUL byte");
-    else
-      remap_control_execute (ctl.dev, ctl.origin, c->buf, &reply);
-    ok = send_reply (c->fd, &reply);
-    remap_buf_free (&reply);
-    if (!ok) {
-      drop_client (i);
-      return;
-    }
-    c->len -= nl + 1 - c->buf;
-    memmove (c->buf, nl + 1, c->len);
-  }
-  if (c->len == MAX_LINE) {
-    struct remap_buf reply = { 0 };
-    char msg[64];
-    snprintf (msg, sizeof msg, "line too long (limit %d bytes)", MAX_LINE);
-    reply_error (&reply, msg);
-    send_reply (c->fd, &reply);
-    remap_buf_free (&reply);
+  if (!run_lines (c))
     drop_client (i);
-  }
 }
 
 /* Takes one waiting connection.  Returns false when none is left. */
@@ -377,15 +451,13 @@ accept_client (void)
   for (i = 0; i < MAX_CLIENTS && ctl.clients[i]; i++)
     ;
   if (i == MAX_CLIENTS ||
-      (ctl.clients[i] = malloc (sizeof (struct client))) == NULL) {
-    static const char busy[] =
-      "{\"ok\":false,\"error\":\"too many control clients\"}\n";
-    send_all (fd, busy, sizeof busy - 1);
+      (ctl.clients[i] = calloc (1, sizeof (struct client))) == NULL) {
+    send_once (fd, "{\"ok\":false,\"error\":\"too many control "
+               "clients\"}\n");
     close (fd);
     return true;
   }
   ctl.clients[i]->fd = fd;
-  ctl.clients[i]->len = 0;
   ctl.clients[i]->last_active = now_seconds ();
   return true;
 }
@@ -395,53 +467,15 @@ static int
 replace_metrics (void)
 {
   struct remap_buf text = { 0 };
-  CLEANUP_FREE char *tmp = NULL;
-  FILE *fp;
   int r = -1;
 
-  if (asprintf (&tmp, "%s.tmp", ctl.metrics_path) == -1)
-    return -1;
   remap_report_metrics (ctl.dev, &text);
-  fp = fopen (tmp, "w");
-  if (text.failed || fp == NULL ||
-      fwrite (text.p, 1, text.len, fp) != text.len) {
-    if (fp)
-      fclose (fp);
-    unlink (tmp);
-  }
-  else if (fclose (fp) != 0 || rename (tmp, ctl.metrics_path) == -1)
-    unlink (tmp);
+  if (text.failed)
+    errno = ENOMEM;
   else
-    r = 0;
+    r = remap_metrics_file_write (ctl.metrics_path, text.p, text.len);
   remap_buf_free (&text);
   return r;
-}
-
-static void
-metrics_error (const char *path)
-{
-  nbdkit_error ("remap-metrics-file: cannot write %s: %m (does the "
-                "directory exist, and may nbdkit write to it?)", path);
-}
-
-int
-remap_metrics_check (const char *path)
-{
-  CLEANUP_FREE char *tmp = NULL;
-  int fd;
-
-  if (asprintf (&tmp, "%s.tmp", path) == -1) {
-    nbdkit_error ("asprintf: %m");
-    return -1;
-  }
-  fd = open (tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd == -1) {
-    metrics_error (path);
-    return -1;
-  }
-  close (fd);
-  unlink (tmp);
-  return 0;
 }
 
 /* While serving a failed write is not worth stopping for (the next
@@ -499,15 +533,21 @@ control_thread (void *vp)
     if (ctl.listen_fd >= 0)
       pfd[n++] = (struct pollfd) { .fd = ctl.listen_fd, .events = POLLIN };
     for (int i = 0; i < MAX_CLIENTS; i++) {
-      if (ctl.clients[i] == NULL)
+      struct client *c = ctl.clients[i];
+      if (c == NULL)
         continue;
-      if (now - ctl.clients[i]->last_active > IDLE_SECONDS) {
+      if (reply_pending (c) ? now >= c->out_deadline
+          : now - c->last_active > IDLE_SECONDS) {
+        nbdkit_debug ("remap-control: dropping a client that %s",
+                      reply_pending (c) ? "does not take its reply"
+                      : "is idle");
         drop_client (i);
         continue;
       }
       map[n] = i;
-      pfd[n++] = (struct pollfd) { .fd = ctl.clients[i]->fd,
-                                   .events = POLLIN };
+      pfd[n++] = (struct pollfd) { .fd = c->fd,
+                                   .events = reply_pending (c) ? POLLOUT
+                                   : POLLIN };
     }
     if (poll (pfd, n, 1000) > 0) {
       for (int k = 1; k < n; k++) {
@@ -544,7 +584,8 @@ remap_control_start (struct remap_device *dev, const struct remap_io *origin,
     return -1;
   }
   if (ctl.metrics_path && replace_metrics () == -1) {
-    metrics_error (ctl.metrics_path);
+    nbdkit_error ("remap-metrics-file: cannot write %s: %m",
+                  ctl.metrics_path);
     return -1;
   }
   ctl.cancelled = false;

@@ -8,17 +8,12 @@
 #include "io.h"
 #include "report.h"
 
-/* Checks the socket path and binds it (mode 0600), replacing a stale
- * socket left by a server that died.  Called before the fork, so that
- * errors reach the terminal.
+/* Checks the socket path and binds it (mode 0600), replacing only a
+ * stale socket of this user (one that refuses connections) left by a
+ * server that died.  Called before the fork, so that errors reach the
+ * terminal.
  */
 extern int remap_control_listen (const char *path);
-
-/* Checks that the metrics file can be written (by creating and
- * removing its temporary file), before the fork and before the disk
- * is touched.
- */
-extern int remap_metrics_check (const char *path);
 
 /* Starts the thread, once the device is loaded.  origin is the plugin
  * outside any connection, for the remap and unmap commands.

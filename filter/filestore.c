@@ -3,11 +3,23 @@
  * Plain pread/pwrite/fdatasync on one descriptor shared by all
  * connections; holes (SEEK_DATA/SEEK_HOLE) tell the start-up check
  * which parts are unused without reading them.
+ *
+ * A spare file holds copies of the disk's sectors and decides what the
+ * export returns, and the server often runs as root next to other
+ * accounts.  So a spare file must be private to the server's user: it
+ * is opened without following a link that another account could have
+ * placed, and an existing one is refused unless it is a regular file
+ * of this user with no access for group or other and one name, or a
+ * block device that other accounts cannot open (device nodes belong
+ * to root and the disk group, which is as good as root).  A new one is
+ * made with O_EXCL and mode 0600.
  */
 #include <config.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -16,6 +28,7 @@
 
 #include <nbdkit-filter.h>
 
+#include "cleanup.h"
 #include "filestore.h"
 
 static int
@@ -146,18 +159,119 @@ file_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
   return 0;
 }
 
+static bool
+trusted_owner (uid_t uid)
+{
+  return uid == 0 || uid == geteuid ();
+}
+
+/* True if no account but root and this user can change what a name
+ * in dir refers to: every directory from dir up to / belongs to one
+ * of them and is not writable by group or other, or is sticky (others
+ * cannot rename or remove what they do not own).
+ */
+static bool
+trusted_dir_chain (const char *dir)
+{
+  CLEANUP_FREE char *p = realpath (dir, NULL);
+  struct stat st;
+
+  if (p == NULL)
+    return false;
+  for (;;) {
+    if (stat (p, &st) == -1 || !trusted_owner (st.st_uid) ||
+        ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)))
+      return false;
+    if (strcmp (p, "/") == 0)
+      return true;
+    char *d = dirname (p);
+    memmove (p, d, strlen (d) + 1);
+  }
+}
+
+/* A symbolic link is followed only when no other account can have
+ * placed it (like /dev/disk/by-id/... to a spare disk).
+ */
+static bool
+trusted_link (const char *path)
+{
+  CLEANUP_FREE char *copy = strdup (path);
+  struct stat st;
+
+  return copy && lstat (path, &st) == 0 && S_ISLNK (st.st_mode) &&
+    trusted_owner (st.st_uid) && trusted_dir_chain (dirname (copy));
+}
+
+/* An existing spare file must be private (see the top of the file).
+ * Says what is wrong and the command that fixes it.
+ */
+static int
+check_private (const char *what, const char *path, const struct stat *st)
+{
+  const unsigned mode = st->st_mode & 07777;
+
+  if (S_ISBLK (st->st_mode)) {
+    if (mode & (S_IROTH | S_IWOTH)) {
+      nbdkit_error ("%s: the block device %s may be read or written by "
+                    "any account (mode %04o): they could read or change "
+                    "the spares; chmod o-rw %s", what, path, mode, path);
+      return -1;
+    }
+    return 0;
+  }
+  if (st->st_uid != geteuid ()) {
+    nbdkit_error ("%s: %s belongs to uid %u, not to this server's user "
+                  "(uid %u): its owner could read or change the spares; "
+                  "if it is yours, chown %u %s", what, path,
+                  (unsigned) st->st_uid, (unsigned) geteuid (),
+                  (unsigned) geteuid (), path);
+    return -1;
+  }
+  if (mode & (S_IRWXG | S_IRWXO)) {
+    nbdkit_error ("%s: %s may be read or written by group or other "
+                  "(mode %04o): they could read or change the spares; "
+                  "chmod 600 %s", what, path, mode, path);
+    return -1;
+  }
+  if (st->st_nlink != 1) {
+    nbdkit_error ("%s: %s has %ju names (hard links), so it may be another "
+                  "file too; a spare file must have one: use a copy "
+                  "(cp %s NEWFILE)", what, path, (uintmax_t) st->st_nlink,
+                  path);
+    return -1;
+  }
+  return 0;
+}
+
 int
 remap_file_open (struct remap_file *f, const char *what, const char *path,
                  unsigned flags)
 {
   const bool write = flags & REMAP_FILE_WRITE;
+  const bool spare = flags & REMAP_FILE_SPARE;
+  /* O_NONBLOCK: a FIFO at the path must not hang the open; it is
+   * refused below, and the flag cleared for the rest.
+   */
+  const int oflags = (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK;
   struct stat st;
   off_t end;
 
   memset (f, 0, sizeof *f);
-  f->fd = open (path, (write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  f->fd = open (path, oflags | (spare ? O_NOFOLLOW : 0));
+  if (f->fd == -1 && errno == ELOOP && spare) {
+    if (!trusted_link (path)) {
+      nbdkit_error ("%s: %s is a symbolic link that another account could "
+                    "have placed (the link, or a directory above it, "
+                    "belongs to another user or is writable by others); "
+                    "give the file's own path (realpath %s)",
+                    what, path, path);
+      return -1;
+    }
+    f->fd = open (path, oflags);
+  }
   if (f->fd == -1 && errno == ENOENT && write && (flags & REMAP_FILE_CREATE)) {
-    f->fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    f->fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  0600);
     f->created = f->fd >= 0;
   }
   if (f->fd == -1) {
@@ -167,6 +281,12 @@ remap_file_open (struct remap_file *f, const char *what, const char *path,
   if (fstat (f->fd, &st) == -1 ||
       (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode))) {
     nbdkit_error ("%s: %s is not a regular file or block device", what, path);
+    goto error;
+  }
+  if (spare && check_private (what, path, &st) == -1)
+    goto error;
+  if (fcntl (f->fd, F_SETFL, fcntl (f->fd, F_GETFL) & ~O_NONBLOCK) == -1) {
+    nbdkit_error ("%s: %s: fcntl: %m", what, path);
     goto error;
   }
   /* Only writers lock: reading (remapctl show while a server runs)
@@ -193,7 +313,7 @@ remap_file_open (struct remap_file *f, const char *what, const char *path,
     .trim = S_ISREG (st.st_mode) ? file_trim : NULL,
     .flush = file_flush,
     .extent = S_ISREG (st.st_mode) ? file_extent : NULL,
-    .truncate = (flags & REMAP_FILE_TRUNCATE) && S_ISREG (st.st_mode)
+    .truncate = spare && write && S_ISREG (st.st_mode)
       ? file_truncate : NULL,
   };
   return 0;

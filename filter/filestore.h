@@ -20,12 +20,16 @@ struct remap_file {
 enum {
   REMAP_FILE_WRITE = 1,         /* read-write, locked exclusively */
   REMAP_FILE_CREATE = 2,        /* create it if missing (with WRITE) */
-  REMAP_FILE_TRUNCATE = 4,      /* format may empty it (spare files) */
+  REMAP_FILE_SPARE = 4,         /* a spare file: it must be private to
+                                   this user, and format may empty it */
 };
 
 /* Opens a regular file or block device and, for writing, locks it
- * (flock), so that no second server or tool writes the same metadata.  Reports errors with
- * nbdkit_error, prefixed by what (a parameter name, or a tool's).
+ * (flock), so that no second server or tool writes the same metadata.
+ * A spare file is opened without following a link that another
+ * account could have placed, and refused unless it is private (see
+ * filestore.c).  Reports errors with nbdkit_error, prefixed by what (a
+ * parameter name, or a tool's).
  */
 extern int remap_file_open (struct remap_file *f, const char *what,
                             const char *path, unsigned flags);

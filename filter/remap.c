@@ -16,6 +16,7 @@
 
 #include "cleanup.h"
 #include "control.h"
+#include "metricsfile.h"
 #include "device.h"
 #include "filestore.h"
 #include "nextio.h"
@@ -61,7 +62,7 @@ static int
 remap_get_ready (int thread_model)
 {
   remap_next_configure (thread_model, params.plugin_cache);
-  if (params.metrics_path && remap_metrics_check (params.metrics_path) == -1)
+  if (params.metrics_path && remap_metrics_file_check (params.metrics_path) == -1)
     return -1;
   if (params.control_path)
     return remap_control_listen (params.control_path);
@@ -224,9 +225,9 @@ remap_after_fork (nbdkit_backend *backend)
   }
   else {
     if (remap_file_open (&sparefile, "remap-spare", params.spare_path,
-                         params.options.readonly ? 0
+                         params.options.readonly ? REMAP_FILE_SPARE
                          : REMAP_FILE_WRITE | REMAP_FILE_CREATE |
-                           REMAP_FILE_TRUNCATE) == -1)
+                           REMAP_FILE_SPARE) == -1)
       goto error;
     store_size = sparefile.size;
     store = &sparefile.io;

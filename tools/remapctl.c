@@ -281,8 +281,8 @@ open_file (struct endpoint *ep, const char *path, enum access acc,
     flags |= REMAP_FILE_WRITE;
   if (acc == ACCESS_CREATE)
     flags |= REMAP_FILE_CREATE;
-  if (spare)                    /* format may empty a spare file */
-    flags |= REMAP_FILE_TRUNCATE;
+  if (spare)                    /* must be private; format may empty it */
+    flags |= REMAP_FILE_SPARE;
   if (remap_file_open (&ep->file, spare ? "--spare" : "--disk", path,
                        flags) == -1)
     return EXIT_ERROR;
