@@ -27,7 +27,8 @@
 #   DISK_GIB [16]       size of the sparse image
 #   REGION_MIB [256]    the region fio uses (and D remaps entirely)
 #   C_REMAPS [100000]   remapped sectors in C
-#   CONFIGS ["A B C D E F"]   WORKLOADS [all five]
+#   CONFIGS ["A B C D E F"]   WORKLOADS [all five]; W (write-through)
+#                       and G (its reference) only when asked for
 #   MAX_OTHER [20]      a job during which other processes used more than
 #                       this % of one CPU is run again (the run with the
 #                       least such CPU is kept) ...
@@ -166,6 +167,8 @@ config_args () {
     D) echo "--filter=$REMAP_FILTER file $img remap-spare-size=${D_SPARE_MIB}M" ;;
     E) echo "--filter=cow file $img" ;;
     F) echo "--filter=nofilter file $img" ;;
+    W) echo "--filter=$REMAP_FILTER file $img remap-write-through=yes" ;;
+    G) echo "--filter=fua file $img fuamode=force" ;;
     *) die "unknown configuration $c" ;;
   esac
 }
@@ -227,11 +230,11 @@ remaps_of () {
 
 for c in $CONFIGS; do
   case $c in
-    B)
+    B|W)
       # The image holds data, so internal mode formats it only when
       # told to (nbdkit-remap-filter(1), "When internal mode formats").
-      log "B: formatting (default spare area)"
-      nbdkit_once B remap-format=yes >/dev/null
+      log "$c: formatting (default spare area)"
+      nbdkit_once "$c" remap-format=yes >/dev/null
       ;;
     C|D)
       if [ "$c" = C ]; then
@@ -480,6 +483,8 @@ NAMES = {
     "D": "D remap, all I/O remapped",
     "E": "E cow filter (reference)",
     "F": "F nofilter: empty filter layer (reference)",
+    "W": "W remap, remap-write-through=yes",
+    "G": "G fua filter, fuamode=force (reference for W)",
 }
 TARGET = {"B": 0.97, "C": 0.95, "D": 0.85}
 def target_for(c, w):

@@ -2,14 +2,47 @@
 #ifndef REMAP_NEXTIO_H
 #define REMAP_NEXTIO_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <nbdkit-filter.h>
 
 #include "io.h"
 
+/* The plugin through one context (a connection's, or the shared one),
+ * with what nextio.c keeps about its writeback errors.
+ */
+struct remap_next {
+  nbdkit_next *next;
+  /* All atomic. */
+  uint64_t started;             /* writes without FUA begun */
+  uint64_t finished;            /* ... and ended, well or not */
+  uint64_t durable;             /* 'finished' when the last good flush began */
+  uint64_t eio_count;           /* EIOs of FUA writes and flushes */
+  bool owed;                    /* the next flush fails */
+};
+
 /* Asks next what it can do, once, and fills io with only what it
  * offers: the server asserts that a filter never calls what it was not
- * offered.  Returns 0, or -1 with the error reported.
+ * offered.  rn lives as long as io.  Returns 0, or -1 with the error
+ * reported.
  */
-extern int remap_io_from_next (nbdkit_next *next, struct remap_io *io);
+extern int remap_io_from_next (nbdkit_next *next, struct remap_next *rn,
+                               struct remap_io *io);
+
+/* Called from .get_ready with the thread model nbdkit settled on
+ * (anything but parallel makes every call to the plugin below take one
+ * lock) and remap-plugin-cache (see nextio.c).
+ */
+extern void remap_next_configure (int thread_model, bool plugin_cache);
+/* At the end of every write or zero request, in its thread: settles
+ * whether an EIO its FUA writes got is owed to the next flush.
+ */
+extern void remap_next_request_done (void);
+/* Around a call to the plugin that does not go through a struct
+ * remap_io (remap.c's direct next-> calls).  No-ops when parallel.
+ */
+extern void remap_next_lock (void);
+extern void remap_next_unlock (void);
 
 #endif /* REMAP_NEXTIO_H */

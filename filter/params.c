@@ -20,6 +20,7 @@ void
 remap_params_init (void)
 {
   remap_options_init (&params.options);
+  params.plugin_cache = true;
 }
 
 void
@@ -233,6 +234,10 @@ remap_params_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
   }
   if (strcmp (key, "remap-verify") == 0)
     return parse_bool_param (key, value, &params.options.verify);
+  if (strcmp (key, "remap-write-through") == 0)
+    return parse_bool_param (key, value, &params.write_through);
+  if (strcmp (key, "remap-plugin-cache") == 0)
+    return parse_bool_param (key, value, &params.plugin_cache);
   if (strcmp (key, "remap-pending-partial") == 0) {
     if (strcmp (value, "zero") == 0)
       params.options.pending_partial_zero = true;

@@ -21,6 +21,8 @@ struct remap_params {
   char **plugin_files;                  /* every file=, by realpath */
   size_t nr_plugin_files;
   char *plugin_key;                     /* "key=value\n" of every param */
+  bool write_through;                   /* remap-write-through */
+  bool plugin_cache;                    /* remap-plugin-cache */
 };
 
 /* Filled by .config; read-only once .config_complete has run. */
@@ -41,6 +43,8 @@ extern int remap_params_complete (nbdkit_next_config_complete *next,
   "remap-format=yes          Format the spare area, discarding what is there.\n" \
   "remap-read-retries=N      Extra tries of a sector that fails to read (3).\n" \
   "remap-verify=yes          Read back every write; remap what differs.\n" \
+  "remap-write-through=yes   Every write with FUA: writeback errors remap.\n" \
+  "remap-plugin-cache=no     The plugin has no write cache: errors are immediate.\n" \
   "remap-pending-partial=fail|zero  Partial writes to unreadable sectors.\n" \
   "remap-warn=75%,90%        Spare-pool use that logs a warning.\n" \
   "remap-storm-limit=N       New bad sectors per minute that log an alarm.\n" \

@@ -33,12 +33,14 @@ static_assert (REMAP_FLAG_FAST_ZERO == NBDKIT_FLAG_FAST_ZERO, "flag value");
 
 /* Server-wide state, from the first client's .preconnect to .cleanup. */
 static nbdkit_next *shared_next;
+static struct remap_next shared_rn;
 static struct remap_io shared_origin;  /* the plugin, outside connections */
 static struct remap_file sparefile = { .fd = -1 };
 static struct remap_device *device;
 
 /* Per connection: the plugin as a struct remap_io. */
 struct remap_handle {
+  struct remap_next rn;
   struct remap_io origin;
 };
 
@@ -94,7 +96,8 @@ check_spare_file (void)
   return 0;
 }
 
-/* The store is locked, the spare file checked, the control socket
+/* The plugin's thread model is applied to our own calls (nextio.c).
+ * The store is locked, the spare file checked, the control socket
  * bound and the metrics file tried before nbdkit forks, so that a
  * second server, damaged metadata in a spare file or a bad path stops
  * the server with the message on the terminal, before anything is
@@ -103,7 +106,7 @@ check_spare_file (void)
 static int
 remap_get_ready (int thread_model)
 {
-  (void) thread_model;
+  remap_next_configure (thread_model, params.plugin_cache);
   if (remap_store_lock_take () == -1 || check_spare_file () == -1)
     return -1;
   if (params.metrics_path &&
@@ -211,7 +214,8 @@ quitting (void)
  */
 static nbdkit_next *
 open_shared_next (nbdkit_backend *backend, bool readonly,
-                  struct remap_io *io, int64_t *disk_size, int *can_write)
+                  struct remap_next *rn, struct remap_io *io,
+                  int64_t *disk_size, int *can_write)
 {
   nbdkit_next *next = nbdkit_next_context_open (backend, readonly, "", 1);
 
@@ -222,7 +226,7 @@ open_shared_next (nbdkit_backend *backend, bool readonly,
   if (next->prepare (next) == -1 ||
       (*disk_size = next->get_size (next)) == -1 ||
       (*can_write = next->can_write (next)) == -1 ||
-      remap_io_from_next (next, io) == -1) {
+      remap_io_from_next (next, rn, io) == -1) {
     next->finalize (next);
     nbdkit_next_context_close (next);
     return NULL;
@@ -241,6 +245,7 @@ probe (nbdkit_backend *backend)
 {
   struct remap_options opt = params.options;
   struct remap_file file = { .fd = -1 };
+  struct remap_next rn;
   struct remap_io io;
   struct remap_device *dev = NULL;
   const struct remap_io *store = &io;
@@ -249,7 +254,8 @@ probe (nbdkit_backend *backend)
   uint64_t store_size;
   int can_write, r = -1;
 
-  next = open_shared_next (backend, true, &io, &disk_size, &can_write);
+  next = open_shared_next (backend, true, &rn, &io, &disk_size,
+                          &can_write);
   if (next == NULL)
     return -1;
   if (check_add_ranges_fit (disk_size) == -1)
@@ -288,13 +294,16 @@ open_device (nbdkit_backend *backend, bool readonly)
   uint64_t store_size;
   int can_write;
 
-  shared_next = open_shared_next (backend, readonly, &shared_origin,
-                                  &disk_size, &can_write);
+  shared_next = open_shared_next (backend, readonly, &shared_rn,
+                                  &shared_origin, &disk_size, &can_write);
   if (shared_next == NULL)
     goto error;
   params.options.readonly = readonly || !can_write;
   if (remap_store_lock_settle (params.options.readonly) == -1)
     goto error;
+  if (params.write_through && !shared_origin.can_fua)
+    nbdkit_debug ("remap: remap-write-through=yes, but the plugin cannot "
+                  "flush: writes go through as they are");
 
   if (params.options.internal) {
     store = &shared_origin;
@@ -460,6 +469,7 @@ static int
 remap_prepare (nbdkit_next *next, void *handle, int readonly)
 {
   struct remap_handle *h = handle;
+  int64_t size;
 
   (void) readonly;
   if (device == NULL) {
@@ -467,9 +477,12 @@ remap_prepare (nbdkit_next *next, void *handle, int readonly)
     return -1;
   }
   /* The server checks every request against the size it was told. */
-  if (next->get_size (next) == -1)
+  remap_next_lock ();
+  size = next->get_size (next);
+  remap_next_unlock ();
+  if (size == -1)
     return -1;
-  return remap_io_from_next (next, &h->origin);
+  return remap_io_from_next (next, &h->rn, &h->origin);
 }
 
 static int64_t
@@ -477,6 +490,43 @@ remap_get_size (nbdkit_next *next, void *handle)
 {
   (void) next; (void) handle;
   return device->geo.export_size;
+}
+
+/* Block sizes: whole 512-byte blocks at least (or the plugin's larger
+ * minimum), and whole remap sectors preferred, so that a well-behaved
+ * client does not make us read-modify-write a sector, which is what
+ * races with a remap of that sector.  A disk whose size is not a
+ * multiple of 512 keeps the plugin's minimum, or its tail could not
+ * be reached.
+ */
+static int
+remap_block_size (nbdkit_next *next, void *handle, uint32_t *minimum,
+                  uint32_t *preferred, uint32_t *maximum)
+{
+  const uint32_t ss = device->geo.sector_size;
+
+  int r;
+
+  (void) handle;
+  remap_next_lock ();
+  r = next->block_size (next, minimum, preferred, maximum);
+  remap_next_unlock ();
+  if (r == -1)
+    return -1;
+  if (*minimum == 0)
+    *minimum = 1;
+  if (*minimum < 512 && device->geo.export_size % 512 == 0)
+    *minimum = 512;
+  if (*maximum == 0)
+    *maximum = 0xffffffff;
+  /* Powers of two, at least max (512, minimum), at most maximum. */
+  *preferred = ss > *minimum ? ss : *minimum;
+  if (*preferred < 512)
+    *preferred = 512;
+  while (*preferred > *maximum && *preferred / 2 >= *minimum &&
+         *preferred / 2 >= 512)
+    *preferred /= 2;
+  return 0;
 }
 
 /* Flushing also makes new remaps durable, so it is always offered. */
@@ -510,7 +560,14 @@ static int
 remap_can_fast_zero (nbdkit_next *next, void *handle)
 {
   struct remap_handle *h = handle;
-  return h->origin.zero ? next->can_fast_zero (next) : 0;
+  int r;
+
+  if (h->origin.zero == NULL)
+    return 0;
+  remap_next_lock ();
+  r = next->can_fast_zero (next);
+  remap_next_unlock ();
+  return r;
 }
 
 static int
@@ -523,14 +580,33 @@ remap_pread (nbdkit_next *next, void *handle, void *buf, uint32_t count,
                              err);
 }
 
+/* remap-write-through=yes: every write asks the plugin for FUA (nbdkit
+ * turns it into write + flush for a plugin that can flush but has no
+ * FUA), so that a media error the page cache would keep until a flush
+ * fails this request instead: the data path then retries it sector by
+ * sector, each with FUA, and moves the failing sector to a spare from
+ * the client's buffer, which it still holds.
+ */
+static uint32_t
+write_flags (const struct remap_handle *h, uint32_t flags)
+{
+  if (params.write_through && h->origin.can_fua)
+    flags |= NBDKIT_FLAG_FUA;
+  return flags;
+}
+
 static int
 remap_pwrite (nbdkit_next *next, void *handle, const void *buf,
               uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
   struct remap_handle *h = handle;
+  int r;
+
   (void) next;
-  return remap_device_pwrite (device, &h->origin, buf, count, offset, flags,
-                              err);
+  r = remap_device_pwrite (device, &h->origin, buf, count, offset,
+                           write_flags (h, flags), err);
+  remap_next_request_done ();
+  return r;
 }
 
 static int
@@ -538,8 +614,13 @@ remap_zero (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
             uint32_t flags, int *err)
 {
   struct remap_handle *h = handle;
+  int r;
+
   (void) next;
-  return remap_device_zero (device, &h->origin, count, offset, flags, err);
+  r = remap_device_zero (device, &h->origin, count, offset,
+                         write_flags (h, flags), err);
+  remap_next_request_done ();
+  return r;
 }
 
 static int
@@ -568,8 +649,11 @@ remap_flush (nbdkit_next *next, void *handle, uint32_t flags, int *err)
   return remap_device_flush (device, &h->origin, err);
 }
 
-/* Extents: the plugin's answer, except that remapped sectors are
- * allocated data wherever the plugin thinks they are.
+/* Extents: the plugin's answer, except that every sector with an
+ * entry is allocated data wherever the plugin thinks it is: a
+ * remapped sector lives on its spare, and a pending or lost one must
+ * be read (and fail) rather than be copied as zeros by a client that
+ * skips holes (qemu-img convert, nbdcopy).
  */
 struct extents_request {
   nbdkit_next *next;
@@ -585,14 +669,16 @@ extents_span (void *vp, uint64_t offset, uint32_t len,
   struct nbdkit_extents *plugin;
   size_t i, n;
 
-  if (entry && entry->state == REMAP_STATE_REMAPPED) {
+  if (entry) {
     if (nbdkit_add_extent (rq->extents, offset, len, 0) == -1) {
       *err = errno;
       return -1;
     }
     return rq->flags & NBDKIT_FLAG_REQ_ONE ? 1 : 0;
   }
+  remap_next_lock ();
   plugin = nbdkit_extents_full (rq->next, len, offset, rq->flags, err);
+  remap_next_unlock ();
   if (plugin == NULL)
     return -1;
   n = nbdkit_extents_count (plugin);
@@ -620,8 +706,12 @@ remap_extents (nbdkit_next *next, void *handle, uint32_t count,
   (void) handle;
   if (!remap_table_may_touch (device->table,
                               offset / device->geo.sector_size,
-                              (offset + count - 1) / device->geo.sector_size))
-    return next->extents (next, count, offset, flags, extents, err);
+                              (offset + count - 1) / device->geo.sector_size)) {
+    remap_next_lock ();
+    r = next->extents (next, count, offset, flags, extents, err);
+    remap_next_unlock ();
+    return r;
+  }
   r = remap_device_walk (device, count, offset, extents_span, &rq, err);
   return r == -1 ? -1 : 0;
 }
@@ -642,6 +732,7 @@ static struct nbdkit_filter filter = {
   .close             = remap_close,
   .prepare           = remap_prepare,
   .get_size          = remap_get_size,
+  .block_size        = remap_block_size,
   .can_flush         = remap_can_flush,
   .can_fua           = remap_can_fua,
   .can_zero          = remap_can_zero,

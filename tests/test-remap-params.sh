@@ -79,6 +79,8 @@ bad remap-read-retries=1000000
 bad remap-storm-limit=abc
 bad remap-storm-limit=-5
 bad remap-verify=perhaps
+bad remap-write-through=always
+bad remap-plugin-cache=maybe
 bad remap-warn=abc
 bad remap-warn=150%
 bad remap-warn=90%,75%
@@ -111,6 +113,7 @@ good remap-format=no
 good remap-read-retries=0
 good remap-warn=none
 good remap-verify=yes remap-pending-partial=zero remap-storm-limit=0
+good remap-write-through=yes remap-plugin-cache=no
 
 [ $failures -eq 0 ] || fail "$failures parameter checks failed"
 echo "$test_name: PASS"

@@ -9,6 +9,11 @@
  * Parameters:
  *   badsector-file=FILE        (required) the list; need not exist yet
  *   badsector-sector-size=N    unit of the sector numbers (default 4096)
+ *   badsector-serialize=yes    declare the thread model
+ *                              SERIALIZE_ALL_REQUESTS, and log every call
+ *                              that overlaps another ("badsector:
+ *                              overlapping calls"), which a plugin with
+ *                              that model must never see
  *
  * File format, one directive per line; '#' starts a comment which
  * runs to the end of the line; blank lines are ignored; fields are
@@ -22,8 +27,26 @@
  *   write-once  FIRST[-LAST]   likewise for pwrite/zero
  *   drop        FIRST[-LAST]   pwrites/zeroes "succeed" but the bytes in
  *                              these sectors are silently not written
+ *   writeback   FIRST[-LAST]   like the kernel's page cache over failing
+ *                              media: pwrites/zeroes to these sectors
+ *                              succeed into a cache, and reads see the
+ *                              cached bytes; the next flush or FUA write
+ *                              (from any connection) writes the cache
+ *                              back, which fails for these sectors: their
+ *                              cached bytes are dropped (reads see the
+ *                              old media contents again), and every
+ *                              context (each connection, and a filter's
+ *                              own context) is told once, by EIO from its
+ *                              next flush or FUA write, as Linux's errseq
+ *                              tells each open file.  A sector cached
+ *                              while listed fails even if its line is
+ *                              removed before the writeback.
  *   delay-read  MS             every pread first sleeps MS milliseconds
  *   delay-write MS             every pwrite/zero/flush first sleeps MS ms
+ *   delay-writeback MS         a FUA pwrite/zero sleeps MS ms after its
+ *                              data is written (or cached) and before it
+ *                              starts the writeback, so that a test can
+ *                              put a flush in between
  *
  * Sectors are unsigned 64-bit decimal numbers, counted in units of
  * badsector-sector-size from byte 0 of the underlying plugin, and
@@ -31,581 +54,40 @@
  * request lies in it.
  */
 
+
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <nbdkit-filter.h>
+
+#include "list.h"
+#include "writeback.h"
 
 /* Callbacks must match the filter API even where they ignore an
  * argument; the project builds with -Wextra.
  */
 #define UNUSED __attribute__ ((unused))
 
-/* A list file larger than this is surely a mistake. */
-#define MAX_LIST_FILE_SIZE (1024 * 1024)
-
-/* File timestamps come from a coarse clock, so the file can be
- * rewritten without changing mtime or size.  While the file's mtime
- * is this close to the moment we read it, compare contents too (the
- * same trick as git's "racily clean" index entries).
- */
-#define RACY_WINDOW_NS INT64_C(1000000000)
-
-enum kind {
-  KIND_READ,            /* every read fails */
-  KIND_WRITE,           /* every write or zero fails */
-  KIND_READ_ONCE,       /* next read fails, then the sector heals */
-  KIND_WRITE_ONCE,      /* next write or zero fails, then it heals */
-  KIND_DROP,            /* writes report success but are discarded */
-};
-
-static const char *const kind_names[] = {
-  [KIND_READ] = "read",
-  [KIND_WRITE] = "write",
-  [KIND_READ_ONCE] = "read-once",
-  [KIND_WRITE_ONCE] = "write-once",
-  [KIND_DROP] = "drop",
-};
-
-/* An inclusive range of sectors with one kind of misbehaviour. */
-struct range {
-  uint64_t first, last;
-  enum kind kind;
-};
-
-struct list {
-  struct range *ranges;         /* sorted by first, then last */
-  size_t len;
-  uint32_t delay_read_ms, delay_write_ms;
-};
-
-/* What identifies a version of the list file. */
-struct stamp {
-  bool exists;
-  dev_t dev;
-  ino_t ino;
-  off_t size;
-  struct timespec mtime;
-};
-
-static char *filename;
 static uint32_t sector_size = 4096;
+static bool serialize;                  /* badsector-serialize=yes */
+static unsigned in_flight;              /* atomic: calls under way */
+static uint64_t overlaps;               /* atomic */
 
-/* Everything below is protected by lock. */
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct list list;        /* the list in force */
-static bool have_stamp;         /* false until the file is first seen */
-static struct stamp stamp;      /* the file version last looked at */
-static char *content;           /* ... its bytes (NULL if missing) */
-static size_t content_len;
-static struct timespec read_time; /* when content was read */
-
-static void
-list_free (struct list *l)
-{
-  free (l->ranges);
-  l->ranges = NULL;
-  l->len = 0;
-  l->delay_read_ms = l->delay_write_ms = 0;
-}
-
-static int
-compare_ranges (const void *av, const void *bv)
-{
-  const struct range *a = av, *b = bv;
-
-  if (a->first != b->first)
-    return a->first < b->first ? -1 : 1;
-  if (a->last != b->last)
-    return a->last < b->last ? -1 : 1;
-  return (int) a->kind - (int) b->kind;
-}
-
-static int
-list_append (struct list *l, size_t *cap, uint64_t first, uint64_t last,
-             enum kind kind)
-{
-  if (l->len == *cap) {
-    size_t ncap = *cap ? *cap * 2 : 16;
-    struct range *p = realloc (l->ranges, ncap * sizeof *p);
-
-    if (p == NULL) {
-      nbdkit_error ("badsector: realloc: %m");
-      return -1;
-    }
-    l->ranges = p;
-    *cap = ncap;
-  }
-  l->ranges[l->len++] = (struct range) {
-    .first = first, .last = last, .kind = kind
-  };
-  return 0;
-}
-
-/* Parse an unsigned decimal number.  strtoull alone would accept
- * leading whitespace, a sign and an empty string.
- */
-static int
-parse_u64 (const char *s, uint64_t *r)
-{
-  char *end;
-  unsigned long long v;
-
-  if (*s < '0' || *s > '9')
-    return -1;
-  errno = 0;
-  v = strtoull (s, &end, 10);
-  if (errno != 0 || *end != '\0')
-    return -1;
-  *r = v;
-  return 0;
-}
-
-/* Parse FIRST or FIRST-LAST.  s is modified only while parsing, so
- * that the caller can still quote it in an error message.
- */
-static int
-parse_range (char *s, uint64_t *first, uint64_t *last)
-{
-  char *dash = strchr (s, '-');
-  int r;
-
-  if (dash == NULL) {
-    if (parse_u64 (s, first) == -1)
-      return -1;
-    *last = *first;
-    return 0;
-  }
-  *dash = '\0';
-  r = parse_u64 (s, first) == -1 || parse_u64 (dash + 1, last) == -1 ||
-    *first > *last ? -1 : 0;
-  *dash = '-';
-  return r;
-}
-
-/* Parse the list file.  buf must be NUL-terminated at buf[len] and is
- * modified.  On error, reports it and leaves *out unchanged.
- */
-static int
-parse_list (char *buf, size_t len, struct list *out)
-{
-  struct list l = { 0 };
-  size_t cap = 0;
-  size_t lineno = 0;
-  char *line, *next_line;
-
-  if (memchr (buf, '\0', len) != NULL) {
-    nbdkit_error ("badsector: %s: file contains a NUL byte", filename);
-    return -1;
-  }
-
-  for (line = buf; line != NULL; line = next_line) {
-    char *tok[3], *saveptr, *p;
-    size_t ntok = 0;
-    uint64_t first, last;
-
-    lineno++;
-    next_line = strchr (line, '\n');
-    if (next_line)
-      *next_line++ = '\0';
-    p = strchr (line, '#');
-    if (p)
-      *p = '\0';
-
-    for (p = strtok_r (line, " \t\r\v\f", &saveptr);
-         p != NULL && ntok < 3;
-         p = strtok_r (NULL, " \t\r\v\f", &saveptr))
-      tok[ntok++] = p;
-    if (ntok == 0)
-      continue;
-    if (ntok != 2) {
-      nbdkit_error ("badsector: %s: line %zu: expected two fields: "
-                    "KIND FIRST[-LAST] or delay-read|delay-write MS",
-                    filename, lineno);
-      goto err;
-    }
-
-    if (strcmp (tok[0], "delay-read") == 0 ||
-        strcmp (tok[0], "delay-write") == 0) {
-      uint64_t ms;
-
-      if (parse_u64 (tok[1], &ms) == -1 || ms > UINT32_MAX) {
-        nbdkit_error ("badsector: %s: line %zu: cannot parse "
-                      "milliseconds: %s", filename, lineno, tok[1]);
-        goto err;
-      }
-      if (tok[0][6] == 'r')
-        l.delay_read_ms = ms;
-      else
-        l.delay_write_ms = ms;
-      continue;
-    }
-
-    if (parse_range (tok[1], &first, &last) == -1) {
-      nbdkit_error ("badsector: %s: line %zu: cannot parse sector range "
-                    "(expected FIRST or FIRST-LAST with FIRST <= LAST): %s",
-                    filename, lineno, tok[1]);
-      goto err;
-    }
-    if (strcmp (tok[0], "rw") == 0) {
-      if (list_append (&l, &cap, first, last, KIND_READ) == -1 ||
-          list_append (&l, &cap, first, last, KIND_WRITE) == -1)
-        goto err;
-    }
-    else {
-      size_t k;
-
-      for (k = 0; k < sizeof kind_names / sizeof kind_names[0]; ++k)
-        if (strcmp (tok[0], kind_names[k]) == 0)
-          break;
-      if (k == sizeof kind_names / sizeof kind_names[0]) {
-        nbdkit_error ("badsector: %s: line %zu: unknown keyword: %s",
-                      filename, lineno, tok[0]);
-        goto err;
-      }
-      if (list_append (&l, &cap, first, last, (enum kind) k) == -1)
-        goto err;
-    }
-  }
-
-  if (l.len > 0)
-    qsort (l.ranges, l.len, sizeof l.ranges[0], compare_ranges);
-  *out = l;
-  return 0;
-
- err:
-  list_free (&l);
-  return -1;
-}
-
-static void
-stamp_from_stat (struct stamp *s, const struct stat *st)
-{
-  s->exists = true;
-  s->dev = st->st_dev;
-  s->ino = st->st_ino;
-  s->size = st->st_size;
-  s->mtime = st->st_mtim;
-}
-
-static bool
-stamp_equal (const struct stamp *a, const struct stamp *b)
-{
-  if (a->exists != b->exists)
-    return false;
-  if (!a->exists)
-    return true;
-  return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-    a->mtime.tv_sec == b->mtime.tv_sec &&
-    a->mtime.tv_nsec == b->mtime.tv_nsec;
-}
-
-/* Could the file have been rewritten since we read it without its
- * stamp changing?  See RACY_WINDOW_NS.
- */
-static bool
-stamp_is_racy (const struct stamp *s)
-{
-  int64_t ns;
-
-  ns = ((int64_t) read_time.tv_sec - (int64_t) s->mtime.tv_sec) * 1000000000
-    + ((int64_t) read_time.tv_nsec - (int64_t) s->mtime.tv_nsec);
-  return ns < RACY_WINDOW_NS;
-}
-
-/* Read the whole list file.  Returns 0 with *buf NUL-terminated, or
- * 1 if the file has vanished, or -1 on error (reported).
- */
-static int
-read_list_file (char **buf, size_t *len, struct stat *st)
-{
-  int fd;
-  char *b = NULL;
-  size_t n = 0;
-
-  fd = open (filename, O_RDONLY | O_CLOEXEC);
-  if (fd == -1) {
-    if (errno == ENOENT)
-      return 1;
-    nbdkit_error ("badsector: open: %s: %m", filename);
-    return -1;
-  }
-  /* fstat the descriptor, not the name, so the stamp describes the
-   * bytes we are about to read.
-   */
-  if (fstat (fd, st) == -1) {
-    nbdkit_error ("badsector: fstat: %s: %m", filename);
-    goto err;
-  }
-  b = malloc (MAX_LIST_FILE_SIZE + 1);
-  if (b == NULL) {
-    nbdkit_error ("badsector: malloc: %m");
-    goto err;
-  }
-  for (;;) {
-    ssize_t r = read (fd, b + n, MAX_LIST_FILE_SIZE + 1 - n);
-
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      nbdkit_error ("badsector: read: %s: %m", filename);
-      goto err;
-    }
-    if (r == 0)
-      break;
-    n += r;
-    if (n > MAX_LIST_FILE_SIZE) {
-      nbdkit_error ("badsector: %s: file is larger than %d bytes",
-                    filename, MAX_LIST_FILE_SIZE);
-      goto err;
-    }
-  }
-  close (fd);
-  b[n] = '\0';
-  *buf = b;
-  *len = n;
-  return 0;
-
- err:
-  free (b);
-  close (fd);
-  return -1;
-}
-
-/* Replace the list in force.  Any once-only state goes with it. */
-static void
-install_list (struct list *l)
-{
-  list_free (&list);
-  list = *l;
-  nbdkit_debug ("badsector: loaded %zu range(s) from %s "
-                "(delay-read %" PRIu32 " ms, delay-write %" PRIu32 " ms)",
-                list.len, filename, list.delay_read_ms, list.delay_write_ms);
-}
-
-/* Bring the list up to date with the file.  Called with lock held at
- * the start of every data request.  Errors are reported and the
- * previous list stays in force.
- */
-static void
-refresh_list_locked (void)
-{
-  struct stat st;
-  struct stamp now = { .exists = false };
-  bool changed;
-  char *buf, *copy;
-  size_t len;
-  struct list l;
-  int r;
-
-  if (stat (filename, &st) == 0)
-    stamp_from_stat (&now, &st);
-  else if (errno != ENOENT) {
-    nbdkit_error ("badsector: stat: %s: %m", filename);
-    return;
-  }
-
-  changed = !have_stamp || !stamp_equal (&now, &stamp);
-  if (!changed && (!now.exists || !stamp_is_racy (&now)))
-    return;
-
-  r = now.exists ? read_list_file (&buf, &len, &st) : 1;
-  if (r == -1)
-    return;
-  if (r == 1) {
-    /* A missing file is an empty list. */
-    struct list empty = { 0 };
-
-    if (have_stamp && !stamp.exists)
-      return;
-    install_list (&empty);
-    free (content);
-    content = NULL;
-    content_len = 0;
-    stamp = (struct stamp) { .exists = false };
-    have_stamp = true;
-    return;
-  }
-
-  stamp_from_stat (&now, &st);
-  changed = !have_stamp || !stamp_equal (&now, &stamp);
-  clock_gettime (CLOCK_REALTIME, &read_time);
-
-  /* Same stamp and same bytes: nothing happened, and the once-only
-   * state must survive.
-   */
-  if (!changed && content && content_len == len &&
-      memcmp (content, buf, len) == 0) {
-    free (buf);
-    return;
-  }
-
-  /* Parsing cuts the buffer up, and we keep the original bytes for
-   * the comparison above.
-   */
-  copy = malloc (len + 1);
-  if (copy == NULL) {
-    nbdkit_error ("badsector: malloc: %m");
-    free (buf);
-    return;
-  }
-  memcpy (copy, buf, len + 1);
-  if (parse_list (copy, len, &l) == 0)
-    install_list (&l);
-  else
-    nbdkit_error ("badsector: %s: keeping the previous list", filename);
-  free (copy);
-
-  /* Remember this version even if it did not parse, so that a bad
-   * file is reported once rather than on every request.
-   */
-  free (content);
-  content = buf;
-  content_len = len;
-  stamp = now;
-  have_stamp = true;
-}
-
-/* Find the lowest sector in [s0, s1] covered by a range of kind.
- * Called with lock held.
- */
-static bool
-find_kind (enum kind kind, uint64_t s0, uint64_t s1, uint64_t *sector)
-{
-  size_t i;
-
-  /* Ranges are sorted by first, so the first match is the lowest. */
-  for (i = 0; i < list.len && list.ranges[i].first <= s1; ++i) {
-    const struct range *r = &list.ranges[i];
-
-    if (r->kind == kind && r->last >= s0) {
-      *sector = r->first > s0 ? r->first : s0;
-      return true;
-    }
-  }
-  return false;
-}
-
-/* Remove [s0, s1] from every range of the given once-only kind: those
- * sectors have now had their one failure.  Called with lock held.
- */
-static void
-consume_once (enum kind kind, uint64_t s0, uint64_t s1)
-{
-  struct range *nr;
-  size_t i, n = 0;
-
-  /* Each range loses its middle and so becomes at most two. */
-  nr = malloc (2 * list.len * sizeof *nr);
-  if (nr == NULL) {
-    nbdkit_error ("badsector: malloc: %m");
-    return;
-  }
-  for (i = 0; i < list.len; ++i) {
-    const struct range *r = &list.ranges[i];
-
-    if (r->kind != kind || r->last < s0 || r->first > s1) {
-      nr[n++] = *r;
-      continue;
-    }
-    if (r->first < s0)
-      nr[n++] = (struct range) { r->first, s0 - 1, kind };
-    if (r->last > s1)
-      nr[n++] = (struct range) { s1 + 1, r->last, kind };
-  }
-  if (n > 0)
-    qsort (nr, n, sizeof nr[0], compare_ranges);
-  free (list.ranges);
-  list.ranges = nr;
-  list.len = n;
-}
-
-/* Should a request touching sectors [s0, s1] fail?  If so, returns
- * true with the lowest offending sector in *sector and uses up any
- * once-only sectors the request touched: the request touching them
- * has failed, which was their one failure.  Called with lock held.
- */
-static bool
-injected_error_locked (bool is_write, uint64_t s0, uint64_t s1,
-                       uint64_t *sector)
-{
-  enum kind always = is_write ? KIND_WRITE : KIND_READ;
-  enum kind once = is_write ? KIND_WRITE_ONCE : KIND_READ_ONCE;
-  uint64_t sa = 0, so = 0;
-  bool a, o;
-
-  a = find_kind (always, s0, s1, &sa);
-  o = find_kind (once, s0, s1, &so);
-  if (!a && !o)
-    return false;
-  if (o)
-    consume_once (once, s0, s1);
-  if (a && o)
-    *sector = sa < so ? sa : so;
-  else
-    *sector = a ? sa : so;
-  return true;
-}
-
-struct span {
-  uint64_t first, last;         /* inclusive, in sectors */
+/* Per context: the writeback errors it has been told about. */
+struct handle {
+  uint64_t wb_seen;                     /* atomic */
 };
 
-/* Collect the dropped sectors within [s0, s1], clipped and merged, in
- * ascending order.  Returns -1 on allocation failure.  Called with
- * lock held.
- */
-static int
-dropped_spans_locked (uint64_t s0, uint64_t s1,
-                      struct span **spans, size_t *nspans)
-{
-  struct span *sp = NULL;
-  size_t i, n = 0;
-
-  *spans = NULL;
-  *nspans = 0;
-  for (i = 0; i < list.len && list.ranges[i].first <= s1; ++i) {
-    const struct range *r = &list.ranges[i];
-    uint64_t first, last;
-
-    if (r->kind != KIND_DROP || r->last < s0)
-      continue;
-    first = r->first > s0 ? r->first : s0;
-    last = r->last < s1 ? r->last : s1;
-    if (n > 0 && first <= sp[n-1].last + 1) {
-      /* Overlaps or abuts the previous span (sorted by first). */
-      if (last > sp[n-1].last)
-        sp[n-1].last = last;
-      continue;
-    }
-    if (sp == NULL) {
-      /* No more spans than ranges. */
-      sp = malloc (list.len * sizeof *sp);
-      if (sp == NULL) {
-        nbdkit_error ("badsector: malloc: %m");
-        return -1;
-      }
-    }
-    sp[n++] = (struct span) { first, last };
-  }
-  *spans = sp;
-  *nspans = n;
-  return 0;
-}
 
 static void
 sleep_ms (uint32_t ms)
@@ -620,26 +102,41 @@ sleep_ms (uint32_t ms)
     ;
 }
 
+/* badsector-serialize=yes: every call through this filter is counted
+ * while under way, its delay included; one that finds another under
+ * way is an overlap the server and the filters above must not cause.
+ */
+static void
+call_begin (void)
+{
+  if (serialize &&
+      __atomic_add_fetch (&in_flight, 1, __ATOMIC_SEQ_CST) > 1) {
+    uint64_t n = __atomic_add_fetch (&overlaps, 1, __ATOMIC_SEQ_CST);
+    nbdkit_error ("badsector: overlapping calls to a plugin that "
+                  "serializes all requests (%" PRIu64 " so far)", n);
+  }
+}
+
+static void
+call_end (void)
+{
+  if (serialize)
+    __atomic_sub_fetch (&in_flight, 1, __ATOMIC_SEQ_CST);
+}
+
 static void
 badsector_unload (void)
 {
-  free (filename);
-  list_free (&list);
-  free (content);
+  list_unload ();
+  wb_free ();
 }
 
 static int
 badsector_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
                   const char *key, const char *value)
 {
-  if (strcmp (key, "badsector-file") == 0) {
-    free (filename);
-    /* nbdkit changes directory to / before serving. */
-    filename = nbdkit_absolute_path (value);
-    if (filename == NULL)
-      return -1;
-    return 0;
-  }
+  if (strcmp (key, "badsector-file") == 0)
+    return list_set_file (value);
   else if (strcmp (key, "badsector-sector-size") == 0) {
     int64_t r = nbdkit_parse_size (value);
 
@@ -653,6 +150,14 @@ badsector_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     sector_size = r;
     return 0;
   }
+  else if (strcmp (key, "badsector-serialize") == 0) {
+    int r = nbdkit_parse_bool (value);
+
+    if (r == -1)
+      return -1;
+    serialize = r;
+    return 0;
+  }
   else
     return next (nxdata, key, value);
 }
@@ -661,7 +166,7 @@ static int
 badsector_config_complete (nbdkit_next_config_complete *next,
                            nbdkit_backend *nxdata)
 {
-  if (filename == NULL) {
+  if (!list_has_file ()) {
     nbdkit_error ("the badsector-file parameter is required");
     return -1;
   }
@@ -670,16 +175,48 @@ badsector_config_complete (nbdkit_next_config_complete *next,
 
 #define badsector_config_help \
   "badsector-file=<FILE>      (required) List of sectors to misbehave.\n" \
-  "badsector-sector-size=<N>  Unit of the sector numbers (default 4096)."
+  "badsector-sector-size=<N>  Unit of the sector numbers (default 4096).\n" \
+  "badsector-serialize=yes    Declare SERIALIZE_ALL_REQUESTS, log overlaps."
+
+static int
+badsector_thread_model (void)
+{
+  return serialize ? NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS
+    : NBDKIT_THREAD_MODEL_PARALLEL;
+}
 
 static int
 badsector_get_ready (int thread_model UNUSED)
 {
   /* Load the list now so that mistakes in it show up at startup. */
-  pthread_mutex_lock (&lock);
+  pthread_mutex_lock (&list_lock);
   refresh_list_locked ();
-  pthread_mutex_unlock (&lock);
+  pthread_mutex_unlock (&list_lock);
   return 0;
+}
+
+static void *
+badsector_open (nbdkit_next_open *next, nbdkit_context *nxdata,
+                int readonly, const char *exportname, int is_tls UNUSED)
+{
+  struct handle *h;
+
+  if (next (nxdata, readonly, exportname) == -1)
+    return NULL;
+  h = malloc (sizeof *h);
+  if (h == NULL) {
+    nbdkit_error ("badsector: malloc: %m");
+    return NULL;
+  }
+  /* Like a file opened now: earlier errors are not its to hear. */
+  h->wb_seen = wb_errors ();
+  return h;
+}
+
+static void
+badsector_close (void *handle)
+{
+  free (handle);
 }
 
 /* Refresh the list and return the delay for this kind of request. */
@@ -688,11 +225,30 @@ refresh_and_get_delay (bool is_write)
 {
   uint32_t ms;
 
-  pthread_mutex_lock (&lock);
+  pthread_mutex_lock (&list_lock);
   refresh_list_locked ();
   ms = is_write ? list.delay_write_ms : list.delay_read_ms;
-  pthread_mutex_unlock (&lock);
+  pthread_mutex_unlock (&list_lock);
   return ms;
+}
+
+/* Writeback, as a flush or a FUA write starts it: every cached sector
+ * fails; then this context hears of every error it has not heard of.
+ */
+static int
+writeback (struct handle *h, int *err)
+{
+  uint64_t now, seen;
+
+  wb_writeback ();
+  now = wb_errors ();
+  seen = __atomic_exchange_n (&h->wb_seen, now, __ATOMIC_SEQ_CST);
+  if (seen == now)
+    return 0;
+  nbdkit_error ("badsector: writeback failed for %" PRIu64 " sector(s) "
+                "since this context last checked", now - seen);
+  *err = EIO;
+  return -1;
 }
 
 static int
@@ -702,15 +258,17 @@ badsector_pread (nbdkit_next *next,
 {
   uint64_t sector;
   bool fail = false;
+  int r;
 
+  call_begin ();
   sleep_ms (refresh_and_get_delay (false));
 
   if (count > 0) {
-    pthread_mutex_lock (&lock);
+    pthread_mutex_lock (&list_lock);
     fail = injected_error_locked (false, offset / sector_size,
                                   (offset + count - 1) / sector_size,
                                   &sector);
-    pthread_mutex_unlock (&lock);
+    pthread_mutex_unlock (&list_lock);
   }
   if (fail) {
     nbdkit_debug ("badsector: injecting read error at sector %" PRIu64
@@ -719,23 +277,31 @@ badsector_pread (nbdkit_next *next,
     *err = EIO;
     nbdkit_error ("badsector: injected read error at sector %" PRIu64,
                   sector);
+    call_end ();
     return -1;
   }
 
-  return next->pread (next, buf, count, offset, flags, err);
+  r = next->pread (next, buf, count, offset, flags, err);
+  if (r == 0)
+    wb_overlay (sector_size, buf, count, offset);
+  call_end ();
+  return r;
 }
 
 /* Shared by pwrite and zero (buf == NULL): fail, or write everything
- * except the dropped sectors.
+ * except the dropped sectors, with the writeback sectors going to the
+ * cache; a FUA write then writes the cache back.
  */
 static int
-do_write (nbdkit_next *next, const void *buf, uint32_t count,
-          uint64_t offset, uint32_t flags, int *err)
+do_write (nbdkit_next *next, struct handle *h, const void *buf,
+          uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
+  const unsigned skipped = 1u << KIND_DROP | 1u << KIND_WRITEBACK;
   const uint64_t end = offset + count;
-  struct span *spans = NULL;
-  size_t nspans = 0, i;
+  struct span *spans = NULL, *cached = NULL;
+  size_t nspans = 0, ncached = 0, i;
   uint64_t sector, pos;
+  uint32_t ms;
   bool fail = false;
   int r = 0;
 
@@ -745,14 +311,18 @@ do_write (nbdkit_next *next, const void *buf, uint32_t count,
     const uint64_t s0 = offset / sector_size;
     const uint64_t s1 = (end - 1) / sector_size;
 
-    pthread_mutex_lock (&lock);
+    pthread_mutex_lock (&list_lock);
     fail = injected_error_locked (true, s0, s1, &sector);
-    if (!fail && dropped_spans_locked (s0, s1, &spans, &nspans) == -1) {
-      pthread_mutex_unlock (&lock);
+    if (!fail &&
+        (spans_locked (skipped, s0, s1, &spans, &nspans) == -1 ||
+         spans_locked (1u << KIND_WRITEBACK, s0, s1, &cached,
+                       &ncached) == -1)) {
+      pthread_mutex_unlock (&list_lock);
+      free (spans);
       *err = ENOMEM;
       return -1;
     }
-    pthread_mutex_unlock (&lock);
+    pthread_mutex_unlock (&list_lock);
   }
   if (fail) {
     nbdkit_debug ("badsector: injecting write error at sector %" PRIu64
@@ -764,14 +334,7 @@ do_write (nbdkit_next *next, const void *buf, uint32_t count,
     return -1;
   }
 
-  if (nspans == 0) {
-    if (buf)
-      return next->pwrite (next, buf, count, offset, flags, err);
-    else
-      return next->zero (next, count, offset, flags, err);
-  }
-
-  /* Write the pieces between the dropped spans.  The spans are
+  /* Write the pieces between the skipped spans.  The spans are
    * clipped to the request, so the arithmetic stays inside it.
    */
   pos = offset;
@@ -782,9 +345,6 @@ do_write (nbdkit_next *next, const void *buf, uint32_t count,
       stop = spans[i].first * sector_size;
       if (stop < pos)
         stop = pos;
-      nbdkit_debug ("badsector: dropping %s to sectors %" PRIu64
-                    "-%" PRIu64, buf ? "write" : "zero",
-                    spans[i].first, spans[i].last);
     }
     if (stop > pos) {
       if (buf)
@@ -799,32 +359,101 @@ do_write (nbdkit_next *next, const void *buf, uint32_t count,
         pos = end;
     }
   }
+  for (i = 0; i < ncached && r == 0; ++i)
+    r = wb_store (next, sector_size, buf, count, offset, cached[i].first,
+                  cached[i].last, err);
+  if (r == 0 && nspans > ncached)
+    nbdkit_debug ("badsector: dropping the %s's bytes in some sectors",
+                  buf ? "write" : "zero");
   free (spans);
+  free (cached);
+  if (r == 0 && (flags & NBDKIT_FLAG_FUA)) {
+    pthread_mutex_lock (&list_lock);
+    ms = list.delay_writeback_ms;
+    pthread_mutex_unlock (&list_lock);
+    sleep_ms (ms);
+    r = writeback (h, err);
+  }
   return r;
 }
 
 static int
 badsector_pwrite (nbdkit_next *next,
-                  void *handle UNUSED, const void *buf, uint32_t count,
+                  void *handle, const void *buf, uint32_t count,
                   uint64_t offset, uint32_t flags, int *err)
 {
-  return do_write (next, buf, count, offset, flags, err);
+  int r;
+
+  call_begin ();
+  r = do_write (next, handle, buf, count, offset, flags, err);
+  call_end ();
+  return r;
 }
 
 static int
 badsector_zero (nbdkit_next *next,
-                void *handle UNUSED, uint32_t count, uint64_t offset,
+                void *handle, uint32_t count, uint64_t offset,
                 uint32_t flags, int *err)
 {
-  return do_write (next, NULL, count, offset, flags, err);
+  int r;
+
+  call_begin ();
+  r = do_write (next, handle, NULL, count, offset, flags, err);
+  call_end ();
+  return r;
 }
 
 static int
 badsector_flush (nbdkit_next *next,
-                 void *handle UNUSED, uint32_t flags, int *err)
+                 void *handle, uint32_t flags, int *err)
 {
+  int r;
+
+  call_begin ();
   sleep_ms (refresh_and_get_delay (true));
-  return next->flush (next, flags, err);
+  r = next->flush (next, flags, err);
+  if (r == 0)
+    r = writeback (handle, err);
+  call_end ();
+  return r;
+}
+
+/* The calls below pass through; they are counted for overlaps. */
+static int
+badsector_trim (nbdkit_next *next, void *handle UNUSED, uint32_t count,
+                uint64_t offset, uint32_t flags, int *err)
+{
+  int r;
+
+  call_begin ();
+  r = next->trim (next, count, offset, flags, err);
+  call_end ();
+  return r;
+}
+
+static int
+badsector_cache (nbdkit_next *next, void *handle UNUSED, uint32_t count,
+                 uint64_t offset, uint32_t flags, int *err)
+{
+  int r;
+
+  call_begin ();
+  r = next->cache (next, count, offset, flags, err);
+  call_end ();
+  return r;
+}
+
+static int
+badsector_extents (nbdkit_next *next, void *handle UNUSED, uint32_t count,
+                   uint64_t offset, uint32_t flags,
+                   struct nbdkit_extents *extents, int *err)
+{
+  int r;
+
+  call_begin ();
+  r = next->extents (next, count, offset, flags, extents, err);
+  call_end ();
+  return r;
 }
 
 static struct nbdkit_filter filter = {
@@ -834,11 +463,17 @@ static struct nbdkit_filter filter = {
   .config            = badsector_config,
   .config_complete   = badsector_config_complete,
   .config_help       = badsector_config_help,
+  .thread_model      = badsector_thread_model,
   .get_ready         = badsector_get_ready,
+  .open              = badsector_open,
+  .close             = badsector_close,
   .pread             = badsector_pread,
   .pwrite            = badsector_pwrite,
   .zero              = badsector_zero,
   .flush             = badsector_flush,
+  .trim              = badsector_trim,
+  .cache             = badsector_cache,
+  .extents           = badsector_extents,
 };
 
 NBDKIT_REGISTER_FILTER (filter)
