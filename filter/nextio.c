@@ -17,10 +17,11 @@
  *  - to a write without FUA, acknowledged or under way: the data path
  *    retries the failed FUA write and may well succeed, which would
  *    hide that loss; so when a FUA write fails with EIO while a write
- *    without FUA is not yet covered by a good flush, and no retry of
- *    its own range fails again before its request ends (a sector that
- *    fails again explains the error), the context owes its client an
- *    error, which its next flush reports;
+ *    without FUA is not yet covered by a good flush, the context owes
+ *    its client an error, which its next flush reports.  Even if the
+ *    retry fails again: one writeback error covers every page that
+ *    failed, so the FUA write's own bad sector does not show that the
+ *    other writes were spared;
  *  - to a FUA write under way: its own writeback then finds nothing
  *    left to write and succeeds, data lost.  So a FUA write that
  *    succeeds while an EIO reached another request of the context
@@ -47,16 +48,6 @@
 static bool serialize;
 static bool plugin_cache = true;        /* remap-plugin-cache */
 static pthread_mutex_t plugin_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* A FUA write of this thread's request that failed with EIO, until a
- * retry of part of its range fails again (the error was its own) or
- * the request ends (remap_next_request_done: it may have been another
- * write's).
- */
-static __thread struct {
-  struct remap_next *rn;
-  uint64_t first, end;
-} suspect __attribute__ ((tls_model ("initial-exec")));
 
 void
 remap_next_configure (int thread_model, bool cache)
@@ -111,7 +102,7 @@ write_begin (struct remap_next *rn, uint32_t flags)
 
 static int
 write_end (struct remap_next *rn, int r, uint32_t flags, int *err,
-           uint64_t eio_count_at_start, uint64_t offset, uint32_t count)
+           uint64_t eio_count_at_start)
 {
   if (!(flags & NBDKIT_FLAG_FUA)) {
     __atomic_add_fetch (&rn->finished, 1, __ATOMIC_SEQ_CST);
@@ -121,12 +112,12 @@ write_end (struct remap_next *rn, int r, uint32_t flags, int *err,
     return r;
   if (r == -1 && *err == EIO) {
     __atomic_add_fetch (&rn->eio_count, 1, __ATOMIC_SEQ_CST);
-    if (suspect.rn == rn && suspect.first <= offset &&
-        offset + count <= suspect.end)
-      suspect.rn = NULL;        /* it fails again: its own error */
-    else if (__atomic_load_n (&rn->started, __ATOMIC_SEQ_CST) !=
-             __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST))
-      suspect.rn = rn, suspect.first = offset, suspect.end = offset + count;
+    if (__atomic_load_n (&rn->started, __ATOMIC_SEQ_CST) !=
+        __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST) &&
+        !__atomic_exchange_n (&rn->owed, true, __ATOMIC_SEQ_CST))
+      nbdkit_debug ("remap: a FUA write failed with EIO while other writes "
+                    "were not flushed: the error may have been theirs, so "
+                    "the next flush reports it");
   }
   else if (r == 0 &&
            __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST) !=
@@ -137,18 +128,6 @@ write_end (struct remap_next *rn, int r, uint32_t flags, int *err,
     return -1;
   }
   return r;
-}
-
-void
-remap_next_request_done (void)
-{
-  if (suspect.rn == NULL)
-    return;
-  if (!__atomic_exchange_n (&suspect.rn->owed, true, __ATOMIC_SEQ_CST))
-    nbdkit_debug ("remap: a FUA write failed with EIO while other writes "
-                  "were not flushed, and its retry did not fail: the error "
-                  "may have been theirs, so the next flush reports it");
-  suspect.rn = NULL;
 }
 
 static int
@@ -162,7 +141,7 @@ next_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
   remap_next_lock ();
   r = rn->next->pwrite (rn->next, buf, count, offset, flags, err);
   remap_next_unlock ();
-  return write_end (rn, r, flags, err, at_start, offset, count);
+  return write_end (rn, r, flags, err, at_start);
 }
 
 static int
@@ -176,7 +155,7 @@ next_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
   remap_next_lock ();
   r = rn->next->zero (rn->next, count, offset, flags, err);
   remap_next_unlock ();
-  return write_end (rn, r, flags, err, at_start, offset, count);
+  return write_end (rn, r, flags, err, at_start);
 }
 
 static int

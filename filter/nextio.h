@@ -35,10 +35,6 @@ extern int remap_io_from_next (nbdkit_next *next, struct remap_next *rn,
  * lock) and remap-plugin-cache (see nextio.c).
  */
 extern void remap_next_configure (int thread_model, bool plugin_cache);
-/* At the end of every write or zero request, in its thread: settles
- * whether an EIO its FUA writes got is owed to the next flush.
- */
-extern void remap_next_request_done (void);
 /* Around a call to the plugin that does not go through a struct
  * remap_io (remap.c's direct next-> calls).  No-ops when parallel.
  */

@@ -600,13 +600,10 @@ remap_pwrite (nbdkit_next *next, void *handle, const void *buf,
               uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
   struct remap_handle *h = handle;
-  int r;
 
   (void) next;
-  r = remap_device_pwrite (device, &h->origin, buf, count, offset,
-                           write_flags (h, flags), err);
-  remap_next_request_done ();
-  return r;
+  return remap_device_pwrite (device, &h->origin, buf, count, offset,
+                              write_flags (h, flags), err);
 }
 
 static int
@@ -614,13 +611,10 @@ remap_zero (nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
             uint32_t flags, int *err)
 {
   struct remap_handle *h = handle;
-  int r;
 
   (void) next;
-  r = remap_device_zero (device, &h->origin, count, offset,
-                         write_flags (h, flags), err);
-  remap_next_request_done ();
-  return r;
+  return remap_device_zero (device, &h->origin, count, offset,
+                            write_flags (h, flags), err);
 }
 
 static int

@@ -16,7 +16,11 @@
 #     silently;
 #  5. with write-through, a flush that runs while a write is between
 #     its caching and its own writeback takes that write's error: the
-#     write must not be acknowledged with its data gone.
+#     write must not be acknowledged with its data gone;
+#  6. a FUA write whose error a retry does not reproduce makes the next
+#     flush fail (unless remap-plugin-cache=no);
+#  7. so does one whose retry fails again: the error may have covered
+#     another write too.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires nbdsh
@@ -213,3 +217,30 @@ assert h.pread(ss, 60 * ss) == b"\x99" * ss
     *) fail "case 6: remap-plugin-cache=$cache gave '$out'" ;;
   esac
 done
+
+# 7. One writeback error covers every page that failed: a write to
+#    sector 70 is cached, and a FUA write to sector 72, which fails at
+#    writeback too, is told of both.  Its retry fails again (72 is
+#    remapped and the FUA write succeeds), but that does not show that
+#    sector 70 was spared: if the flush succeeds, sector 70 must hold
+#    its data.
+truncate -s 0 "$disk" "$tmp/spares"
+truncate -s 64M "$disk"
+printf 'writeback 70\nwriteback 72\n' >"$list"
+start "$tmp/log9" remap-spare="$tmp/spares"
+client '
+import os
+ss = int(os.environ["SS"])
+h.pwrite(b"\xaa" * ss, 70 * ss)
+try:
+    h.pwrite(b"\xbb" * ss, 72 * ss, nbd.CMD_FLAG_FUA)
+except nbd.Error:
+    pass
+try:
+    h.flush()
+except nbd.Error:
+    raise SystemExit(0)
+assert h.pread(ss, 70 * ss) == b"\xaa" * ss, \
+    "the flush succeeded and an acknowledged write before it is gone"
+' || fail "case 7: a writeback error shared by two writes was hidden"
+stop_server "$sock"
