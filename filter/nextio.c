@@ -185,27 +185,42 @@ next_cache (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
 }
 
 /* A good flush covers every write acknowledged before it began; an
- * error owed to the client (see above) is reported here, once.
+ * error owed to the client (see above) is reported here, once.  So
+ * does an EIO that another flush or FUA write of the context heard
+ * after this flush began: the plugin tells each error once, and it
+ * may have been that of a write acknowledged before this flush.
  */
 static int
 next_flush (void *opaque, int *err)
 {
   struct remap_next *rn = opaque;
   uint64_t finished = __atomic_load_n (&rn->finished, __ATOMIC_SEQ_CST);
+  uint64_t eio_count = __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST);
   uint64_t durable;
   int r;
 
+  pthread_mutex_lock (&rn->flush_lock);
   remap_next_lock ();
   r = rn->next->flush (rn->next, 0, err);
   remap_next_unlock ();
   if (r == -1) {
     if (*err == EIO) {
-      /* The client hears it now; FUA writes under way may have lost
-       * their data to it.
+      /* The client hears it now; FUA writes and flushes under way may
+       * have lost their data to it.
        */
       __atomic_add_fetch (&rn->eio_count, 1, __ATOMIC_SEQ_CST);
       __atomic_store_n (&rn->owed, false, __ATOMIC_SEQ_CST);
     }
+    pthread_mutex_unlock (&rn->flush_lock);
+    return -1;
+  }
+  pthread_mutex_unlock (&rn->flush_lock);
+  if (plugin_cache &&
+      __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST) != eio_count) {
+    nbdkit_error ("remap: an earlier write may have been lost: the plugin "
+                  "reported a writeback error to a request that ran "
+                  "during this flush");
+    *err = EIO;
     return -1;
   }
   durable = __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST);
@@ -267,7 +282,8 @@ remap_io_from_next (nbdkit_next *next, struct remap_next *rn,
   remap_next_unlock ();
   if (failed)
     return -1;
-  *rn = (struct remap_next) { .next = next };
+  *rn = (struct remap_next) { .next = next,
+                              .flush_lock = PTHREAD_MUTEX_INITIALIZER };
   *io = (struct remap_io) {
     .opaque = rn,
     .pread = next_pread,

@@ -2,6 +2,7 @@
 #ifndef REMAP_NEXTIO_H
 #define REMAP_NEXTIO_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -14,6 +15,10 @@
  */
 struct remap_next {
   nbdkit_next *next;
+  /* One flush at a time, so that a flush that hears of an error
+   * before or during another is counted before that one decides.
+   */
+  pthread_mutex_t flush_lock;
   /* All atomic. */
   uint64_t started;             /* writes without FUA begun */
   uint64_t finished;            /* ... and ended, well or not */

@@ -20,7 +20,9 @@
 #  6. a FUA write whose error a retry does not reproduce makes the next
 #     flush fail (unless remap-plugin-cache=no);
 #  7. so does one whose retry fails again: the error may have covered
-#     another write too.
+#     another write too;
+#  8. of two flushes sent together after a write that fails at
+#     writeback, neither succeeds.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires nbdsh
@@ -244,3 +246,30 @@ assert h.pread(ss, 70 * ss) == b"\xaa" * ss, \
     "the flush succeeded and an acknowledged write before it is gone"
 ' || fail "case 7: a writeback error shared by two writes was hidden"
 stop_server "$sock"
+
+# 8. Two flushes sent together after a write to sector 80, which fails
+#    at writeback: the plugin tells one of them; the other began after
+#    that write was acknowledged too, so it must not succeed either.
+truncate -s 0 "$disk" "$tmp/spares"
+truncate -s 64M "$disk"
+echo "writeback 80" >"$list"
+start "$tmp/log10" remap-spare="$tmp/spares"
+out=$(client '
+import os, errno
+ss = int(os.environ["SS"])
+def result(c):
+    while True:
+        try:
+            if h.aio_command_completed(c):
+                return "ok"
+        except nbd.Error as e:
+            return "EIO" if e.errnum == errno.EIO else str(e)
+        h.poll(-1)
+h.pwrite(b"\xcc" * ss, 80 * ss)
+a = h.aio_flush()
+b = h.aio_flush()
+print(result(a), result(b))
+') || fail "case 8: $out"
+stop_server "$sock"
+[ "$out" = "EIO EIO" ] ||
+  fail "case 8: two flushes after a lost write gave '$out', not 'EIO EIO'"
