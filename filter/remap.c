@@ -234,6 +234,34 @@ open_shared_next (nbdkit_backend *backend, bool readonly,
   return next;
 }
 
+/* The filter reads and writes the plugin one remap sector at a time
+ * (spares, a remap's copy, the table), so the plugin must take
+ * requests that small: checked here, or the first format or remap
+ * would fail with a bare EINVAL.
+ */
+static int
+check_plugin_minimum (nbdkit_next *next, uint32_t sector_size)
+{
+  uint32_t minimum, preferred, maximum;
+  int r;
+
+  remap_next_lock ();
+  r = next->block_size (next, &minimum, &preferred, &maximum);
+  remap_next_unlock ();
+  if (r == -1)
+    return -1;
+  if (minimum > sector_size) {
+    nbdkit_error ("remap: the plugin's minimum block size is %" PRIu32
+                  " bytes, more than the remap sector size (%" PRIu32
+                  " bytes): the filter could not read or write one sector; "
+                  "use remap-sector-size=%" PRIu32 " or larger (with a new "
+                  "table: an existing one keeps its sector size)",
+                  minimum, sector_size, minimum);
+    return -1;
+  }
+  return 0;
+}
+
 /* The checks of remap_device_open that do not depend on whether the
  * server is read-only, made with the plugin and the spare file open
  * read-only: a damaged table, a disk resized or holding data where the
@@ -262,10 +290,8 @@ probe (nbdkit_backend *backend)
     goto out;
   store_size = disk_size;
   if (!opt.internal) {
-    if (access (params.spare_path, F_OK) == -1 && errno == ENOENT) {
-      r = 0;
-      goto out;
-    }
+    if (access (params.spare_path, F_OK) == -1 && errno == ENOENT)
+      goto new_table;
     if (remap_file_open (&file, "remap-spare", params.spare_path, 0) == -1)
       goto out;
     store = &file.io;
@@ -274,7 +300,15 @@ probe (nbdkit_backend *backend)
   opt.probe = true;
   opt.readonly = false;
   dev = remap_device_open (&opt, store, store_size, disk_size);
-  r = dev ? 0 : -1;
+  if (dev == NULL)
+    goto out;
+  if (dev->geo.sector_size) {   /* an existing table */
+    r = check_plugin_minimum (next, dev->geo.sector_size);
+    goto out;
+  }
+ new_table:
+  r = check_plugin_minimum (next, opt.sector_size ? opt.sector_size
+                            : REMAP_DEFAULT_SECTOR_SIZE);
  out:
   remap_device_free (dev);
   remap_file_close (&file, params.spare_path, false);

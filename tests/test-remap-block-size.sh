@@ -2,7 +2,9 @@
 # Proves the block sizes the filter advertises: minimum 512 (or the
 # plugin's larger minimum), preferred the remap sector size, maximum the
 # plugin's; and that a client that obeys them (qemu-io) turns a 1-byte
-# write into a whole 512-byte block before it reaches the plugin.
+# write into a whole 512-byte block before it reaches the plugin; and
+# that a plugin whose minimum is larger than the remap sector size is
+# refused with a message, not met with EINVAL later.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires nbdinfo qemu-io
@@ -45,3 +47,28 @@ start_server sock "$tmp/log3" -v --filter="$REMAP_FILTER" \
 [ "$(sizes "$sock")" = "1024 16384 65536 " ] ||
   fail "block sizes over a constrained plugin: $(sizes "$sock")"
 stop_server "$sock"
+
+# 4. A plugin whose minimum is larger than the remap sector size could
+#    not take one sector: the filter refuses to start and says which
+#    sector size would do, for a new table and for an existing one
+#    (formatted with 512-byte sectors over a plugin that took them).
+disk512=$tmp/disk512.img
+truncate -s 64M "$disk512"
+for table in new existing; do
+  if [ $table = existing ]; then
+    start_server sock "$tmp/log4f" --filter="$REMAP_FILTER" file "$disk512" \
+      remap-sector-size=512
+    stop_server "$sock"
+    args=()
+  else
+    args=(remap-sector-size=512)
+  fi
+  r=0
+  run_refused "$tmp/log4-$table" --filter="$REMAP_FILTER" \
+    --filter=blocksize-policy file "$disk512" "${args[@]}" \
+    blocksize-minimum=4096 blocksize-error-policy=error || r=$?
+  [ $r -ne 0 ] || fail "case 4 ($table table): started over a plugin whose minimum block is larger than a sector"
+  grep -q "minimum block size is 4096 bytes.*remap-sector-size=4096" \
+    "$tmp/log4-$table" ||
+    fail "case 4 ($table table): the refusal does not say why: $(grep error: "$tmp/log4-$table")"
+done
