@@ -18,8 +18,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -165,41 +165,91 @@ trusted_owner (uid_t uid)
   return uid == 0 || uid == geteuid ();
 }
 
-/* True if no account but root and this user can change what a name
- * in dir refers to: every directory from dir up to / belongs to one
- * of them and is not writable by group or other, or is sticky (others
- * cannot rename or remove what they do not own).
+/* True if no account but root and this user can change where path
+ * leads.  It is followed one name at a time from /, as the kernel
+ * would: every directory passed through belongs to one of them and is
+ * not writable by group or other unless it is sticky (others cannot
+ * rename or remove what they do not own), and every symbolic link met
+ * belongs to one of them, whether it is the path's own or one that a
+ * link leads to (a link to a name in another account's directory lets
+ * that account choose the file).  Used for a spare file given as a
+ * link (like /dev/disk/by-id/... to a spare disk).
  */
 static bool
-trusted_dir_chain (const char *dir)
+trusted_path (const char *path)
 {
-  CLEANUP_FREE char *p = realpath (dir, NULL);
+  CLEANUP_FREE char *cwd = NULL;
+  char *dir = NULL, *rest = NULL, *next, *more;
+  char target[PATH_MAX];
+  unsigned links = 0;
+  bool ok = false;
   struct stat st;
+  ssize_t n;
 
-  if (p == NULL)
+  if (path[0] != '/' && (cwd = getcwd (NULL, 0)) == NULL)
     return false;
-  for (;;) {
-    if (stat (p, &st) == -1 || !trusted_owner (st.st_uid) ||
-        ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)))
-      return false;
-    if (strcmp (p, "/") == 0)
-      return true;
-    char *d = dirname (p);
-    memmove (p, d, strlen (d) + 1);
+  if ((dir = strdup ("/")) == NULL ||
+      asprintf (&rest, "%s/%s", cwd ? cwd : "", path) == -1) {
+    free (dir);
+    return false;
   }
-}
+  for (size_t i = 0;;) {
+    char *name, save;
 
-/* A symbolic link is followed only when no other account can have
- * placed it (like /dev/disk/by-id/... to a spare disk).
- */
-static bool
-trusted_link (const char *path)
-{
-  CLEANUP_FREE char *copy = strdup (path);
-  struct stat st;
-
-  return copy && lstat (path, &st) == 0 && S_ISLNK (st.st_mode) &&
-    trusted_owner (st.st_uid) && trusted_dir_chain (dirname (copy));
+    while (rest[i] == '/')
+      i++;
+    if (rest[i] == '\0') {
+      ok = true;
+      break;
+    }
+    name = &rest[i];
+    i += strcspn (name, "/");
+    save = rest[i];
+    rest[i] = '\0';
+    if (strcmp (name, "..") == 0) {
+      char *slash = strrchr (dir, '/');
+      slash[slash == dir] = '\0';      /* dir holds no links: its parent */
+    }
+    else if (strcmp (name, ".") != 0) {
+      if (stat (dir, &st) == -1 || !trusted_owner (st.st_uid) ||
+          ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) ||
+          asprintf (&next, "%s%s%s", dir, strcmp (dir, "/") ? "/" : "",
+                    name) == -1)
+        break;
+      if (lstat (next, &st) == -1) {
+        /* A dangling link: the open says so. */
+        ok = errno == ENOENT && save == '\0';
+        free (next);
+        break;
+      }
+      if (!S_ISLNK (st.st_mode)) {
+        free (dir);
+        dir = next;
+      }
+      else {
+        n = -1;
+        if (trusted_owner (st.st_uid) && ++links <= 40)
+          n = readlink (next, target, sizeof target - 1);
+        free (next);
+        if (n == -1)
+          break;
+        target[n] = '\0';
+        rest[i] = save;
+        if (asprintf (&more, "%s%s", target, &rest[i]) == -1)
+          break;
+        free (rest);
+        rest = more;
+        i = 0;
+        if (target[0] == '/')
+          strcpy (dir, "/");
+        continue;
+      }
+    }
+    rest[i] = save;
+  }
+  free (dir);
+  free (rest);
+  return ok;
 }
 
 /* An existing spare file must be private (see the top of the file).
@@ -259,12 +309,12 @@ remap_file_open (struct remap_file *f, const char *what, const char *path,
   memset (f, 0, sizeof *f);
   f->fd = open (path, oflags | (spare ? O_NOFOLLOW : 0));
   if (f->fd == -1 && errno == ELOOP && spare) {
-    if (!trusted_link (path)) {
+    if (!trusted_path (path)) {
       nbdkit_error ("%s: %s is a symbolic link that another account could "
-                    "have placed (the link, or a directory above it, "
-                    "belongs to another user or is writable by others); "
-                    "give the file's own path (realpath %s)",
-                    what, path, path);
+                    "have placed (the link, a link it leads to, or a "
+                    "directory on the way belongs to another user or is "
+                    "writable by others); give a path that only root or "
+                    "this user controls", what, path);
       return -1;
     }
     f->fd = open (path, oflags);

@@ -81,7 +81,8 @@ start_server sock "$tmp/log8" --filter="$REMAP_FILTER" file "$disk" \
 stop_server "$sock"
 
 # 6. What another account (nobody) places, in a directory it may
-#    write: its own spare file, 0666, and its link to our file.
+#    write: its own spare file, 0666, and its link to our file, also
+#    when our own link leads there.
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
   as_nobody () { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
   chmod 755 "$tmp"
@@ -93,6 +94,15 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
   as_nobody ln -s "$victim" "$tmp/shared/link.img"
   refused "$tmp/log10" "is a symbolic link that another account could have placed" \
     "$tmp/shared/link.img" remap-format=yes
+  [ "$(file_md5 "$victim")" = "$victim_md5" ] || fail "the link's target changed"
+  # Our own link, in a directory only we can write, that points into
+  # nobody's directory: nobody chooses the file (here, a link to ours).
+  mkdir "$tmp/theirs"
+  chown nobody "$tmp/theirs"
+  as_nobody ln -s "$victim" "$tmp/theirs/spare.img"
+  ln -s "$tmp/theirs/spare.img" "$tmp/ours.link"
+  refused "$tmp/log11" "is a symbolic link that another account could have placed" \
+    "$tmp/ours.link" remap-format=yes
   [ "$(file_md5 "$victim")" = "$victim_md5" ] || fail "the link's target changed"
 else
   echo "$test_name: not root (or no setpriv): another account's files not tried"
