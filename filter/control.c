@@ -473,7 +473,7 @@ replace_metrics (void)
   if (text.failed)
     errno = ENOMEM;
   else
-    r = remap_metrics_file_write (ctl.metrics_path, text.p, text.len);
+    r = remap_metrics_file_write (text.p, text.len);
   remap_buf_free (&text);
   return r;
 }

@@ -62,6 +62,7 @@ remap_unload (void)
 {
   remap_device_free (device);
   remap_store_lock_release ();
+  remap_metrics_file_close ();
   remap_params_free ();
   if (refused)
     exit (EXIT_FAILURE);

@@ -5,7 +5,8 @@
 # its target untouched; a link, FIFO or directory at FILE is refused at
 # start-up with a message and left in place; a FIFO at FILE.tmp hangs
 # nothing; the file is 0644 whatever the umask, and no temporary file
-# is left behind.
+# is left behind; and a link that replaces the whole directory while
+# the server runs does not redirect the writes.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires nbdinfo python3
@@ -106,3 +107,31 @@ start_server sock "$tmp/log5" --filter="$REMAP_FILTER" file "$disk" \
 waits_for syncs_in_prom 0 || fail "no metrics file with a FIFO at FILE.tmp"
 stop_server "$sock"
 [ -p "$prom.tmp" ] || fail "the FIFO at FILE.tmp was removed"
+
+# 5. An account that may rename the metrics file's directory (it owns
+#    the directory above, as a node exporter's account often does)
+#    swaps it for a link to a directory only root can write, while the
+#    server runs: the next writes still go to the directory the server
+#    started with, never into root's.
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+  as_nobody () { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+  chmod 755 "$tmp"
+  mkdir -p "$tmp/exporter/textfile"
+  chown -R nobody "$tmp/exporter"
+  mkdir -m 700 "$tmp/rootonly"
+  start_server sock "$tmp/log6" --filter="$REMAP_FILTER" file "$disk" \
+    remap-control="$ctl" remap-metrics-file="$tmp/exporter/textfile/remap.prom"
+  prom=$tmp/exporter/textfile/remap.prom
+  waits_for syncs_in_prom 0 || fail "no metrics file after start-up"
+  as_nobody mv "$tmp/exporter/textfile" "$tmp/exporter/moved"
+  as_nobody ln -s "$tmp/rootonly" "$tmp/exporter/textfile"
+  ctlcmd sync >/dev/null
+  prom=$tmp/exporter/moved/remap.prom
+  written () { [ -e "$tmp/rootonly/remap.prom" ] || syncs_in_prom 1; }
+  waits_for written || fail "the metrics file was not rewritten"
+  [ ! -e "$tmp/rootonly/remap.prom" ] ||
+    fail "the metrics file was written through a link that replaced its directory"
+  stop_server "$sock"
+else
+  echo "$test_name: not root (or no setpriv): a swapped directory not tried"
+fi
