@@ -11,8 +11,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "device.h"
+#include "sector.h"
 
 static uint64_t next_device_id = 1;
 
@@ -98,4 +100,80 @@ remap_device_counter (struct remap_device *dev, enum remap_counter c)
   for (unsigned i = 0; i < used; i++)
     sum += __atomic_load_n (&dev->slots[i].v[c], __ATOMIC_RELAXED);
   return sum;
+}
+
+/* Write windows (sector.h).  The same slot as the counters: the fast
+ * path pays two stores to a line only this thread writes and one
+ * fence, no lock and no shared cache line.
+ */
+struct remap_counter_slot *
+remap_window_open (struct remap_device *dev, unsigned *unslotted)
+{
+  struct remap_counter_slot *slot = thread_slot (dev);
+
+  if (slot)
+    __atomic_store_n (&slot->window, slot->window + 1, __ATOMIC_RELAXED);
+  else {
+    /* Shared by threads beyond the slots: counted in one of two
+     * counters, the one the drains do not wait for at the moment.
+     */
+    *unslotted = __atomic_load_n (&dev->windows_side, __ATOMIC_RELAXED);
+    __atomic_fetch_add (&dev->windows_unslotted[*unslotted], 1,
+                        __ATOMIC_RELAXED);
+  }
+  /* Pairs with the fence in remap_windows_drain: either the writer's
+   * table check sees the new entry, or the drain sees the window.
+   */
+  __atomic_thread_fence (__ATOMIC_SEQ_CST);
+  return slot;
+}
+
+void
+remap_window_close (struct remap_device *dev,
+                    struct remap_counter_slot *slot, unsigned unslotted)
+{
+  if (slot)
+    __atomic_store_n (&slot->window, slot->window + 1, __ATOMIC_RELEASE);
+  else
+    __atomic_fetch_sub (&dev->windows_unslotted[unslotted], 1,
+                        __ATOMIC_RELEASE);
+}
+
+static void
+nap (void)
+{
+  const struct timespec ts = { .tv_nsec = 50000 };
+  nanosleep (&ts, NULL);
+}
+
+void
+remap_windows_drain (struct remap_device *dev)
+{
+  unsigned used, side;
+
+  if (remap_debug_selftest_bug == 4) return;
+  __atomic_thread_fence (__ATOMIC_SEQ_CST);
+  used = __atomic_load_n (&dev->nr_slots, __ATOMIC_RELAXED);
+  if (used > REMAP_COUNTER_SLOTS)
+    used = REMAP_COUNTER_SLOTS;
+  /* A slot's window that is open now closes by changing its value;
+   * a window opened after the fence sees the entry, so the one seen
+   * here is all there is to wait for: new windows never delay us.
+   */
+  for (unsigned i = 0; i < used; i++) {
+    uint64_t w = __atomic_load_n (&dev->slots[i].window, __ATOMIC_ACQUIRE);
+    if (w & 1)
+      while (__atomic_load_n (&dev->slots[i].window, __ATOMIC_ACQUIRE) == w)
+        nap ();
+  }
+  /* The shared counter: new windows go to the other side while we wait
+   * for this one to empty, so they cannot starve us either.  One drain
+   * at a time, or two could keep swapping sides.
+   */
+  pthread_mutex_lock (&dev->drain_lock);
+  side = __atomic_load_n (&dev->windows_side, __ATOMIC_RELAXED);
+  __atomic_store_n (&dev->windows_side, side ^ 1, __ATOMIC_SEQ_CST);
+  while (__atomic_load_n (&dev->windows_unslotted[side], __ATOMIC_ACQUIRE))
+    nap ();
+  pthread_mutex_unlock (&dev->drain_lock);
 }

@@ -18,6 +18,7 @@
 #include "cleanup.h"
 #include "device.h"
 #include "recovery.h"
+#include "sector.h"
 
 static bool
 may_touch (const struct remap_device *dev, uint32_t count, uint64_t offset)
@@ -146,26 +147,48 @@ remap_device_pread (struct remap_device *dev, const struct remap_io *origin,
   return r;
 }
 
-/* One run of ordinary sectors to the origin, with recovery: the
- * whole of a request that the summary says touches no entry.
+/* Writes a run of sectors that had no entry when the caller looked
+ * (fast: the summary bitmap, for a whole request) to the origin, with
+ * recovery.  The look is repeated inside a write window, which makes
+ * the look and the origin write one step for a move that begins
+ * meanwhile (sector.h): either this write sees the move's entry and
+ * goes per unit under the unit locks, or the move waits until this
+ * write is on the origin.  Returns 1 if fast and an entry may lie in
+ * the run (nothing done).
  */
 static int
-write_run (struct remap_device *dev, const struct remap_io *origin,
-           const void *buf, uint32_t len, uint64_t offset, uint32_t flags,
-           int *err)
+write_clear_run (struct remap_device *dev, const struct remap_io *origin,
+                 const void *buf, uint32_t len, uint64_t offset,
+                 uint32_t flags, bool fast, int *err)
 {
+  unsigned side = 0;
+  struct remap_counter_slot *slot = remap_window_open (dev, &side);
+  struct remap_entry e;
+  bool clear;
   int r;
 
+  if (fast)
+    clear = !may_touch (dev, len, offset);
+  else
+    clear = !remap_table_next (dev->table, offset >> dev->sector_shift,
+                               (offset + len - 1) >> dev->sector_shift, &e);
+  if (!clear) {
+    remap_window_close (dev, slot, side);
+    return fast ? 1 : remap_write_per_unit (dev, origin, buf, len, offset,
+                                            flags, false, err);
+  }
   if (buf)
     r = origin->pwrite (origin->opaque, buf, len, offset, flags, err);
   else
     r = origin->zero (origin->opaque, len, offset, flags, err);
+  remap_window_close (dev, slot, side);
   if (r == 0)
     return dev->opt.verify
       ? remap_verify_run (dev, origin, buf, len, offset, flags, err) : 0;
   if (*err != EIO)
     return -1;
-  return remap_recover_write_run (dev, origin, buf, len, offset, flags, err);
+  return remap_write_per_unit (dev, origin, buf, len, offset, flags, true,
+                               err);
 }
 
 static int
@@ -177,17 +200,17 @@ write_span (void *vp, uint64_t offset, uint32_t len,
     (const unsigned char *) rq->wbuf + (offset - rq->offset) : NULL;
 
   if (e == NULL)
-    return write_run (rq->dev, rq->origin, buf, len, offset, rq->flags, err);
+    return write_clear_run (rq->dev, rq->origin, buf, len, offset,
+                            rq->flags, false, err);
   rq->touched_entry = true;
-  if (e->state == REMAP_STATE_PENDING)
-    return remap_pending_write (rq->dev, rq->origin, e->sector, buf, len,
-                                offset, rq->flags, err);
-  return remap_spare_write (rq->dev, rq->origin, e, buf, len, offset,
-                            rq->flags, err);
+  return remap_unit_write (rq->dev, rq->origin, e->sector, buf, len, offset,
+                           rq->flags, false, err);
 }
 
-/* A FUA write that touched a remapped sector also needs its table
- * entry to be durable.
+/* A FUA write is durable only with every table change made before it
+ * ended: an entry it touched, and one it no longer sees (an unmap
+ * whose table is not written yet would bring the old spare back after
+ * a crash, without this write's data).
  */
 static int
 finish_write (struct request *rq, int r, int *err)
@@ -196,7 +219,7 @@ finish_write (struct request *rq, int r, int *err)
 
   if (rq->touched_entry)
     remap_bump (dev, REMAP_COUNTER_REDIRECTED, 1);
-  if (r == 0 && rq->touched_entry && (rq->flags & REMAP_FLAG_FUA) &&
+  if (r == 0 && (rq->flags & REMAP_FLAG_FUA) &&
       remap_sync_wait (dev->sync, remap_sync_current (dev->sync)) == -1) {
     *err = errno;
     r = -1;
@@ -209,15 +232,16 @@ write_or_zero (struct remap_device *dev, const struct remap_io *origin,
                const void *buf, uint32_t count, uint64_t offset,
                uint32_t flags, int *err)
 {
-  remap_count_request (dev, REMAP_COUNTER_WRITES,
-                       REMAP_COUNTER_BYTES_WRITTEN, count);
-  if (!may_touch (dev, count, offset))
-    return write_run (dev, origin, buf, count, offset, flags, err);
-
   struct request rq = { .dev = dev, .origin = origin, .offset = offset,
                         .wbuf = buf, .flags = flags };
-  return finish_write (&rq, remap_device_walk (dev, count, offset,
-                                               write_span, &rq, err), err);
+  int r;
+
+  remap_count_request (dev, REMAP_COUNTER_WRITES,
+                       REMAP_COUNTER_BYTES_WRITTEN, count);
+  r = write_clear_run (dev, origin, buf, count, offset, flags, true, err);
+  if (r == 1)
+    r = remap_device_walk (dev, count, offset, write_span, &rq, err);
+  return finish_write (&rq, r, err);
 }
 
 int
@@ -302,18 +326,58 @@ remap_device_cache (struct remap_device *dev, const struct remap_io *origin,
   return remap_device_walk (dev, count, offset, cache_span, &rq, err);
 }
 
+/* One flush of the store at a time, shared: a caller waits for a
+ * round that began after it did (a round already running may have
+ * begun before a spare write this caller must cover was done), and
+ * fails if that round, or a later one it waited through, failed.  A
+ * round skips the flush if no spare write completed since the last
+ * round began (write_spare_raw marks the store dirty after the write).
+ */
+static int
+flush_store (struct remap_device *dev, int *err)
+{
+  uint64_t want;
+  int r = 0;
+
+  pthread_mutex_lock (&dev->flush_lock);
+  want = dev->flush_started + 1;
+  while (dev->flush_done < want) {
+    if (dev->flush_running) {
+      pthread_cond_wait (&dev->flush_cond, &dev->flush_lock);
+      continue;
+    }
+    uint64_t round = ++dev->flush_started;
+    int round_r = 0, round_err = 0;
+    dev->flush_running = true;
+    pthread_mutex_unlock (&dev->flush_lock);
+    if (__atomic_exchange_n (&dev->store_dirty, false, __ATOMIC_ACQ_REL) &&
+        (round_r = remap_io_flush (dev->store, &round_err)) == -1)
+      __atomic_store_n (&dev->store_dirty, true, __ATOMIC_RELEASE);
+    pthread_mutex_lock (&dev->flush_lock);
+    dev->flush_running = false;
+    dev->flush_done = round;
+    if (round_r == -1) {
+      dev->flush_failed = round;
+      dev->flush_errno = round_err;
+    }
+    pthread_cond_broadcast (&dev->flush_cond);
+  }
+  if (dev->flush_failed >= want) {
+    *err = dev->flush_errno;
+    r = -1;
+  }
+  pthread_mutex_unlock (&dev->flush_lock);
+  return r;
+}
+
 int
 remap_device_flush (struct remap_device *dev, const struct remap_io *origin,
                     int *err)
 {
   if (remap_io_flush (origin, err) == -1)
     return -1;
-  if (origin->opaque != dev->store->opaque &&
-      __atomic_exchange_n (&dev->store_dirty, false, __ATOMIC_ACQ_REL) &&
-      remap_io_flush (dev->store, err) == -1) {
-    __atomic_store_n (&dev->store_dirty, true, __ATOMIC_RELEASE);
+  if (origin->opaque != dev->store->opaque && flush_store (dev, err) == -1)
     return -1;
-  }
   if (remap_sync_wait (dev->sync, remap_sync_current (dev->sync)) == -1) {
     *err = errno;
     return -1;
