@@ -106,11 +106,10 @@ remap_device_counter (struct remap_device *dev, enum remap_counter c)
  * path pays two stores to a line only this thread writes and one
  * fence, no lock and no shared cache line.
  */
-struct remap_counter_slot *
-remap_window_open (struct remap_device *dev, unsigned *unslotted)
+static void
+window_open (struct remap_device *dev, struct remap_counter_slot *slot,
+             unsigned *unslotted)
 {
-  struct remap_counter_slot *slot = thread_slot (dev);
-
   if (slot)
     __atomic_store_n (&slot->window, slot->window + 1, __ATOMIC_RELAXED);
   else {
@@ -125,18 +124,27 @@ remap_window_open (struct remap_device *dev, unsigned *unslotted)
    * table check sees the new entry, or the drain sees the window.
    */
   __atomic_thread_fence (__ATOMIC_SEQ_CST);
+}
+
+struct remap_counter_slot *
+remap_window_open (struct remap_device *dev, unsigned *unslotted)
+{
+  struct remap_counter_slot *slot = thread_slot (dev);
+
+  window_open (dev, slot, unslotted);
   return slot;
 }
 
-void
-remap_window_close (struct remap_device *dev,
-                    struct remap_counter_slot *slot, unsigned unslotted)
+struct remap_counter_slot *
+remap_count_write_open (struct remap_device *dev, uint64_t n,
+                        unsigned *unslotted)
 {
-  if (slot)
-    __atomic_store_n (&slot->window, slot->window + 1, __ATOMIC_RELEASE);
-  else
-    __atomic_fetch_sub (&dev->windows_unslotted[unslotted], 1,
-                        __ATOMIC_RELEASE);
+  struct remap_counter_slot *slot = thread_slot (dev);
+
+  slot_add (dev, slot, REMAP_COUNTER_WRITES, 1);
+  slot_add (dev, slot, REMAP_COUNTER_BYTES_WRITTEN, n);
+  window_open (dev, slot, unslotted);
+  return slot;
 }
 
 static void

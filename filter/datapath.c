@@ -147,41 +147,14 @@ remap_device_pread (struct remap_device *dev, const struct remap_io *origin,
   return r;
 }
 
-/* Writes a run of sectors that had no entry when the caller looked
- * (fast: the summary bitmap, for a whole request) to the origin, with
- * recovery.  The look is repeated inside a write window, which makes
- * the look and the origin write one step for a move that begins
- * meanwhile (sector.h): either this write sees the move's entry and
- * goes per unit under the unit locks, or the move waits until this
- * write is on the origin.  Returns 1 if fast and an entry may lie in
- * the run (nothing done).
+/* What follows an origin write of a run of normal sectors: remap-verify,
+ * or recovery per sector of a failure.
  */
 static int
-write_clear_run (struct remap_device *dev, const struct remap_io *origin,
-                 const void *buf, uint32_t len, uint64_t offset,
-                 uint32_t flags, bool fast, int *err)
+after_origin_write (struct remap_device *dev, const struct remap_io *origin,
+                    const void *buf, uint32_t len, uint64_t offset,
+                    uint32_t flags, int r, int *err)
 {
-  unsigned side = 0;
-  struct remap_counter_slot *slot = remap_window_open (dev, &side);
-  struct remap_entry e;
-  bool clear;
-  int r;
-
-  if (fast)
-    clear = !may_touch (dev, len, offset);
-  else
-    clear = !remap_table_next (dev->table, offset >> dev->sector_shift,
-                               (offset + len - 1) >> dev->sector_shift, &e);
-  if (!clear) {
-    remap_window_close (dev, slot, side);
-    return fast ? 1 : remap_write_per_unit (dev, origin, buf, len, offset,
-                                            flags, false, err);
-  }
-  if (buf)
-    r = origin->pwrite (origin->opaque, buf, len, offset, flags, err);
-  else
-    r = origin->zero (origin->opaque, len, offset, flags, err);
-  remap_window_close (dev, slot, side);
   if (r == 0)
     return dev->opt.verify
       ? remap_verify_run (dev, origin, buf, len, offset, flags, err) : 0;
@@ -189,6 +162,42 @@ write_clear_run (struct remap_device *dev, const struct remap_io *origin,
     return -1;
   return remap_write_per_unit (dev, origin, buf, len, offset, flags, true,
                                err);
+}
+
+static int
+origin_write (const struct remap_io *origin, const void *buf, uint32_t len,
+              uint64_t offset, uint32_t flags, int *err)
+{
+  if (buf)
+    return origin->pwrite (origin->opaque, buf, len, offset, flags, err);
+  return origin->zero (origin->opaque, len, offset, flags, err);
+}
+
+/* A run of sectors in which the walk found no entry.  The look is
+ * repeated inside a write window, which makes the look and the origin
+ * write one step for a move that begins meanwhile (sector.h): either
+ * this write sees the move's entry and goes per unit, under the unit
+ * locks, or the move waits until this write is on the origin.
+ */
+static int
+write_clear_run (struct remap_device *dev, const struct remap_io *origin,
+                 const void *buf, uint32_t len, uint64_t offset,
+                 uint32_t flags, int *err)
+{
+  unsigned side = 0;
+  struct remap_counter_slot *slot = remap_window_open (dev, &side);
+  struct remap_entry e;
+  int r;
+
+  if (remap_table_next (dev->table, offset >> dev->sector_shift,
+                        (offset + len - 1) >> dev->sector_shift, &e)) {
+    remap_window_close (dev, slot, side);
+    return remap_write_per_unit (dev, origin, buf, len, offset, flags, false,
+                                 err);
+  }
+  r = origin_write (origin, buf, len, offset, flags, err);
+  remap_window_close (dev, slot, side);
+  return after_origin_write (dev, origin, buf, len, offset, flags, r, err);
 }
 
 static int
@@ -201,7 +210,7 @@ write_span (void *vp, uint64_t offset, uint32_t len,
 
   if (e == NULL)
     return write_clear_run (rq->dev, rq->origin, buf, len, offset,
-                            rq->flags, false, err);
+                            rq->flags, err);
   rq->touched_entry = true;
   return remap_unit_write (rq->dev, rq->origin, e->sector, buf, len, offset,
                            rq->flags, false, err);
@@ -213,13 +222,9 @@ write_span (void *vp, uint64_t offset, uint32_t len,
  * a crash, without this write's data).
  */
 static int
-finish_write (struct request *rq, int r, int *err)
+fua_wait (struct remap_device *dev, int r, uint32_t flags, int *err)
 {
-  struct remap_device *dev = rq->dev;
-
-  if (rq->touched_entry)
-    remap_bump (dev, REMAP_COUNTER_REDIRECTED, 1);
-  if (r == 0 && (rq->flags & REMAP_FLAG_FUA) &&
+  if (r == 0 && (flags & REMAP_FLAG_FUA) &&
       remap_sync_wait (dev->sync, remap_sync_current (dev->sync)) == -1) {
     *err = errno;
     r = -1;
@@ -228,20 +233,44 @@ finish_write (struct request *rq, int r, int *err)
 }
 
 static int
+finish_write (struct request *rq, int r, int *err)
+{
+  if (rq->touched_entry)
+    remap_bump (rq->dev, REMAP_COUNTER_REDIRECTED, 1);
+  return fua_wait (rq->dev, r, rq->flags, err);
+}
+
+/* The fast path: the window opens before the summary is looked at (see
+ * write_clear_run); it costs two stores to this thread's counter slot
+ * and a fence.
+ */
+static int
 write_or_zero (struct remap_device *dev, const struct remap_io *origin,
                const void *buf, uint32_t count, uint64_t offset,
                uint32_t flags, int *err)
 {
-  struct request rq = { .dev = dev, .origin = origin, .offset = offset,
-                        .wbuf = buf, .flags = flags };
+  unsigned side = 0;
+  struct remap_counter_slot *slot = remap_count_write_open (dev, count,
+                                                            &side);
   int r;
 
-  remap_count_request (dev, REMAP_COUNTER_WRITES,
-                       REMAP_COUNTER_BYTES_WRITTEN, count);
-  r = write_clear_run (dev, origin, buf, count, offset, flags, true, err);
-  if (r == 1)
-    r = remap_device_walk (dev, count, offset, write_span, &rq, err);
-  return finish_write (&rq, r, err);
+  if (!may_touch (dev, count, offset)) {
+    if (buf)
+      r = origin->pwrite (origin->opaque, buf, count, offset, flags, err);
+    else
+      r = origin->zero (origin->opaque, count, offset, flags, err);
+    remap_window_close (dev, slot, side);
+    if (r == 0 && !dev->opt.verify && !(flags & REMAP_FLAG_FUA))
+      return 0;
+    r = after_origin_write (dev, origin, buf, count, offset, flags, r, err);
+    return fua_wait (dev, r, flags, err);
+  }
+  remap_window_close (dev, slot, side);
+
+  struct request rq = { .dev = dev, .origin = origin, .offset = offset,
+                        .wbuf = buf, .flags = flags };
+  return finish_write (&rq, remap_device_walk (dev, count, offset,
+                                               write_span, &rq, err), err);
 }
 
 int

@@ -55,9 +55,21 @@ extern void remap_unit_unlock (struct remap_device *dev, uint64_t sector);
  */
 extern struct remap_counter_slot *remap_window_open (struct remap_device *dev,
                                                      unsigned *unslotted);
-extern void remap_window_close (struct remap_device *dev,
-                                struct remap_counter_slot *slot,
-                                unsigned unslotted);
+/* A write request's counters and its window, with one slot lookup. */
+extern struct remap_counter_slot *
+remap_count_write_open (struct remap_device *dev, uint64_t n,
+                        unsigned *unslotted);
+
+static inline void
+remap_window_close (struct remap_device *dev,
+                    struct remap_counter_slot *slot, unsigned unslotted)
+{
+  if (slot)
+    __atomic_store_n (&slot->window, slot->window + 1, __ATOMIC_RELEASE);
+  else
+    __atomic_fetch_sub (&dev->windows_unslotted[unslotted], 1,
+                        __ATOMIC_RELEASE);
+}
 /* Waits until every window open now is closed. */
 extern void remap_windows_drain (struct remap_device *dev);
 

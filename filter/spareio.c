@@ -35,7 +35,7 @@ write_spare_raw (struct remap_device *dev, uint32_t spare, uint64_t sector,
   uint32_t store_flags = store->can_fua ? flags & REMAP_FLAG_FUA : 0;
   int r;
 
-  if (remap_debug_selftest_bug == 5) dev->store_dirty = true;
+  if (remap_debug_selftest_bug == 5) __atomic_store_n (&dev->store_dirty, true, __ATOMIC_RELEASE);
   if (buf == NULL && store->zero)
     r = store->zero (store->opaque, len, where,
                      store_flags | (flags & REMAP_FLAG_FAST_ZERO), err);
@@ -130,21 +130,15 @@ relocate_locked (struct remap_device *dev, const struct remap_io *origin,
     return -1;
   }
   if (len < slen &&
-      remap_read_with_retries (dev, dev->store, data, slen,
-                               remap_spare_where (dev, e, sstart),
-                               err) == -1) {
+      remap_spare_read (dev, e, data, slen, sstart, err) == -1) {
     struct remap_entry lost;
-    if (*err != EIO)
-      return -1;
-    /* Its data is gone with the spare: the sector is lost, and the
-     * write is one to a lost sector.
+    /* Its data is gone with the spare: the sector is lost now, and
+     * the write is one to a lost sector.
      */
-    remap_spare_read (dev, e, data, slen, sstart, err);
-    if (!remap_table_lookup (dev->table, e->sector, &lost) ||
-        lost.state != REMAP_STATE_PENDING) {
-      *err = EIO;
+    if (*err != EIO ||
+        !remap_table_lookup (dev->table, e->sector, &lost) ||
+        lost.state != REMAP_STATE_PENDING)
       return -1;
-    }
     return remap_pending_write_locked (dev, origin, &lost, piece, len,
                                        offset, flags, gen, err);
   }
