@@ -127,10 +127,11 @@ struct remap_device {
   uint64_t windows_unslotted[2];
   unsigned windows_side;
   pthread_mutex_t drain_lock;
-  /* Every walk of a request over remapped sectors holds this shared;
-   * unmapping a sector holds it exclusive, so no request still uses a
-   * spare that is given back.  Read locks may nest (glibc's default
-   * rwlock prefers readers).
+  /* Every walk of a request over remapped sectors holds this shared,
+   * from its lookups to its last span.  An unmap takes it exclusive
+   * for a moment, after its entry is gone, so that no request still
+   * uses the spare it gives back.  Read locks may nest (glibc's
+   * default rwlock prefers readers).
    */
   pthread_rwlock_t unmap_lock;
 
