@@ -27,9 +27,9 @@ may_touch (const struct remap_device *dev, uint32_t count, uint64_t offset)
                                 (offset + count - 1) >> dev->sector_shift);
 }
 
-/* The walk holds the unmap lock (shared) from its first lookup to its
- * last span, so a sector it saw remapped keeps its spare until the
- * request is done: an unmap waits for it (see device.h).
+/* The walk runs in a walk window from its first lookup to its last
+ * span, so a sector it saw remapped keeps its spare until the request
+ * is done: an unmap waits for it (sector.h).
  */
 static int walk_spans (struct remap_device *dev, uint32_t count,
                        uint64_t offset, remap_span_fn span_fn,
@@ -40,11 +40,13 @@ remap_device_walk (struct remap_device *dev, uint32_t count,
                    uint64_t offset, remap_span_fn span_fn, void *opaque,
                    int *err)
 {
+  unsigned side = 0;
+  struct remap_counter_slot *slot =
+    remap_window_open (dev, REMAP_WINDOW_WALK, &side);
   int r;
 
-  pthread_rwlock_rdlock (&dev->unmap_lock);
   r = walk_spans (dev, count, offset, span_fn, opaque, err);
-  pthread_rwlock_unlock (&dev->unmap_lock);
+  remap_window_close (dev, slot, REMAP_WINDOW_WALK, side);
   return r;
 }
 
@@ -185,18 +187,19 @@ write_clear_run (struct remap_device *dev, const struct remap_io *origin,
                  uint32_t flags, int *err)
 {
   unsigned side = 0;
-  struct remap_counter_slot *slot = remap_window_open (dev, &side);
+  struct remap_counter_slot *slot =
+    remap_window_open (dev, REMAP_WINDOW_WRITE, &side);
   struct remap_entry e;
   int r;
 
   if (remap_table_next (dev->table, offset >> dev->sector_shift,
                         (offset + len - 1) >> dev->sector_shift, &e)) {
-    remap_window_close (dev, slot, side);
+    remap_window_close (dev, slot, REMAP_WINDOW_WRITE, side);
     return remap_write_per_unit (dev, origin, buf, len, offset, flags, false,
                                  err);
   }
   r = origin_write (origin, buf, len, offset, flags, err);
-  remap_window_close (dev, slot, side);
+  remap_window_close (dev, slot, REMAP_WINDOW_WRITE, side);
   return after_origin_write (dev, origin, buf, len, offset, flags, r, err);
 }
 
@@ -259,13 +262,13 @@ write_or_zero (struct remap_device *dev, const struct remap_io *origin,
       r = origin->pwrite (origin->opaque, buf, count, offset, flags, err);
     else
       r = origin->zero (origin->opaque, count, offset, flags, err);
-    remap_window_close (dev, slot, side);
+    remap_window_close (dev, slot, REMAP_WINDOW_WRITE, side);
     if (r == 0 && !dev->opt.verify && !(flags & REMAP_FLAG_FUA))
       return 0;
     r = after_origin_write (dev, origin, buf, count, offset, flags, r, err);
     return fua_wait (dev, r, flags, err);
   }
-  remap_window_close (dev, slot, side);
+  remap_window_close (dev, slot, REMAP_WINDOW_WRITE, side);
 
   struct request rq = { .dev = dev, .origin = origin, .offset = offset,
                         .wbuf = buf, .flags = flags };

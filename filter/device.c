@@ -557,10 +557,10 @@ device_new (const struct remap_options *opt, const struct remap_io *store)
   pthread_mutex_init (&dev->remap_lock, NULL);
   for (int i = 0; i < REMAP_UNIT_STRIPES; i++)
     pthread_mutex_init (&dev->unit_locks[i], NULL);
-  pthread_rwlock_init (&dev->unmap_lock, NULL);
   pthread_mutex_init (&dev->health_lock, NULL);
   pthread_mutex_init (&dev->flush_lock, NULL);
-  pthread_mutex_init (&dev->drain_lock, NULL);
+  pthread_mutex_init (&dev->drain_lock[0], NULL);
+  pthread_mutex_init (&dev->drain_lock[1], NULL);
   pthread_cond_init (&dev->flush_cond, NULL);
   dev->opt = *opt;
   dev->lock_fd = -1;
@@ -760,10 +760,10 @@ remap_device_free (struct remap_device *dev)
   pthread_mutex_destroy (&dev->remap_lock);
   for (int i = 0; i < REMAP_UNIT_STRIPES; i++)
     pthread_mutex_destroy (&dev->unit_locks[i]);
-  pthread_rwlock_destroy (&dev->unmap_lock);
   pthread_cond_destroy (&dev->flush_cond);
   pthread_mutex_destroy (&dev->flush_lock);
-  pthread_mutex_destroy (&dev->drain_lock);
+  pthread_mutex_destroy (&dev->drain_lock[0]);
+  pthread_mutex_destroy (&dev->drain_lock[1]);
   pthread_mutex_destroy (&dev->health_lock);
   remap_lock_release (dev->lock_fd);
   free (dev->slots);

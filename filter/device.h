@@ -43,8 +43,11 @@ extern const char *remap_counter_name (enum remap_counter c);
 #define REMAP_COUNTER_SLOTS 64
 struct remap_counter_slot {
   uint64_t v[REMAP_NR_COUNTERS_USED];
-  uint64_t window;              /* odd while a write window is open */
+  uint64_t window[2];           /* odd while a window is open (sector.h) */
 } __attribute__ ((aligned (64)));
+
+/* Windows (sector.h): a write to normal sectors, a walk over entries. */
+enum remap_window_kind { REMAP_WINDOW_WRITE, REMAP_WINDOW_WALK };
 
 /* Unit locks, by a hash of the sector (sector.h). */
 #define REMAP_UNIT_STRIPES_LOG2 8
@@ -123,17 +126,10 @@ struct remap_device {
    * copied or unmapped is written by its mover only.
    */
   pthread_mutex_t unit_locks[REMAP_UNIT_STRIPES];
-  /* Write windows of threads with no counter slot (counters.c). */
-  uint64_t windows_unslotted[2];
-  unsigned windows_side;
-  pthread_mutex_t drain_lock;
-  /* Every walk of a request over remapped sectors holds this shared,
-   * from its lookups to its last span.  An unmap takes it exclusive
-   * for a moment, after its entry is gone, so that no request still
-   * uses the spare it gives back.  Read locks may nest (glibc's
-   * default rwlock prefers readers).
-   */
-  pthread_rwlock_t unmap_lock;
+  /* Windows of threads with no counter slot, by kind (counters.c). */
+  uint64_t windows_unslotted[2][2];
+  unsigned windows_side[2];
+  pthread_mutex_t drain_lock[2];
 
   /* Counters: what was loaded plus what no slot took, updated
    * atomically; and one slot per thread (counters.c), so that

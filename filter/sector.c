@@ -107,7 +107,7 @@ remap_sector_reserve (struct remap_device *dev, uint64_t sector,
   /* The entry (and its summary bit) is visible now; a writer that
    * checked the table before is inside its window.
    */
-  remap_windows_drain (dev);
+  remap_windows_drain (dev, REMAP_WINDOW_WRITE);
   return 0;
 }
 
@@ -250,11 +250,10 @@ remap_sector_unmapped (struct remap_device *dev, const struct remap_entry *e)
 void
 remap_sector_release_spare (struct remap_device *dev, uint32_t spare)
 {
-  /* Walks hold the unmap lock shared from their lookup to their last
-   * span: taking it exclusive for a moment waits for those that may
-   * still use the spare, and new ones no longer find the entry.
+  /* A walk that may still use the spare is in its window now; new
+   * ones no longer find the entry.  Unlike a lock, a stream of new
+   * walks cannot starve this wait.
    */
-  pthread_rwlock_wrlock (&dev->unmap_lock);
-  pthread_rwlock_unlock (&dev->unmap_lock);
+  remap_windows_drain (dev, REMAP_WINDOW_WALK);
   remap_sector_give_back (dev, spare);
 }

@@ -30,10 +30,10 @@
  *
  * Exclusion: every change of a sector's state and every write that
  * depends on it happen under the sector's unit lock (striped).  Writes
- * to normal sectors take no lock: they run in a write window
- * (counters.c), and remap_sector_reserve waits for the windows open
- * when it set the entry, so an origin write that started before the
- * move is in the origin before the move reads it.
+ * to normal sectors take no lock: they run in a write window, and
+ * remap_sector_reserve waits for the windows open when it set the
+ * entry, so an origin write that started before the move is in the
+ * origin before the move reads it.
  */
 #ifndef REMAP_SECTOR_H
 #define REMAP_SECTOR_H
@@ -49,29 +49,39 @@
 extern void remap_unit_lock (struct remap_device *dev, uint64_t sector);
 extern void remap_unit_unlock (struct remap_device *dev, uint64_t sector);
 
-/* Write windows (counters.c): open one before checking the table for a
- * write to normal sectors, close it once the origin has the write.
- * Nothing may block inside a window but the origin write itself.
+/* Windows (counters.c), to wait for requests in flight without
+ * making them take a lock.  A write window: opened before a write to
+ * normal sectors looks at the table, closed once the origin has the
+ * write; nothing blocks inside one but that origin write.  A walk
+ * window: around a request's walk over entries (datapath.c), from its
+ * lookups to its last span; it may block.
  */
 extern struct remap_counter_slot *remap_window_open (struct remap_device *dev,
-                                                     unsigned *unslotted);
-/* A write request's counters and its window, with one slot lookup. */
+                                                     enum remap_window_kind,
+                                                     unsigned *side);
+/* A write request's counters and its write window, one slot lookup. */
 extern struct remap_counter_slot *
 remap_count_write_open (struct remap_device *dev, uint64_t n,
-                        unsigned *unslotted);
+                        unsigned *side);
 
 static inline void
 remap_window_close (struct remap_device *dev,
-                    struct remap_counter_slot *slot, unsigned unslotted)
+                    struct remap_counter_slot *slot,
+                    enum remap_window_kind kind, unsigned side)
 {
   if (slot)
-    __atomic_store_n (&slot->window, slot->window + 1, __ATOMIC_RELEASE);
+    __atomic_store_n (&slot->window[kind], slot->window[kind] + 1,
+                      __ATOMIC_RELEASE);
   else
-    __atomic_fetch_sub (&dev->windows_unslotted[unslotted], 1,
+    __atomic_fetch_sub (&dev->windows_unslotted[kind][side], 1,
                         __ATOMIC_RELEASE);
 }
-/* Waits until every window open now is closed. */
-extern void remap_windows_drain (struct remap_device *dev);
+
+/* Waits until every window of this kind open now is closed.  Never
+ * wait for walk windows holding a unit lock (a walk may wait for it).
+ */
+extern void remap_windows_drain (struct remap_device *dev,
+                                 enum remap_window_kind kind);
 
 /* normal -> reserved.  Caller holds the unit lock.  Before: nothing.
  * Takes a spare (*spare), sets the RESERVED entry, then waits for the
@@ -143,7 +153,7 @@ extern uint64_t remap_sector_unmapped (struct remap_device *dev,
 /* Gives an unmapped sector's spare back to the pool.  Before: the
  * table without the entry is durable (else a crash could show this
  * sector another sector's data).  Waits until no request that saw the
- * entry still uses the spare (the unmap lock, taken for a moment).
+ * entry still uses the spare: the walks in flight now.
  */
 extern void remap_sector_release_spare (struct remap_device *dev,
                                         uint32_t spare);
