@@ -186,9 +186,10 @@ next_cache (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
 
 /* A good flush covers every write acknowledged before it began; an
  * error owed to the client (see above) is reported here, once.  So
- * does an EIO that another flush or FUA write of the context heard
- * after this flush began: the plugin tells each error once, and it
- * may have been that of a write acknowledged before this flush.
+ * is an EIO that another flush or FUA write of the context heard
+ * after this flush began, if a write without FUA that this flush must
+ * cover was not yet covered by an earlier good flush: the plugin tells
+ * each error once, and it may have been that write's.
  */
 static int
 next_flush (void *opaque, int *err)
@@ -196,7 +197,8 @@ next_flush (void *opaque, int *err)
   struct remap_next *rn = opaque;
   uint64_t finished = __atomic_load_n (&rn->finished, __ATOMIC_SEQ_CST);
   uint64_t eio_count = __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST);
-  uint64_t durable;
+  uint64_t durable = __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST);
+  const bool uncovered = durable < finished;
   int r;
 
   pthread_mutex_lock (&rn->flush_lock);
@@ -215,7 +217,7 @@ next_flush (void *opaque, int *err)
     return -1;
   }
   pthread_mutex_unlock (&rn->flush_lock);
-  if (plugin_cache &&
+  if (plugin_cache && uncovered &&
       __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST) != eio_count) {
     nbdkit_error ("remap: an earlier write may have been lost: the plugin "
                   "reported a writeback error to a request that ran "
