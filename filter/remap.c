@@ -84,7 +84,8 @@ check_spare_file (void)
   if (params.options.internal || params.options.format ||
       (access (params.spare_path, F_OK) == -1 && errno == ENOENT))
     return 0;
-  if (remap_file_open (&file, "remap-spare", params.spare_path, 0) == -1)
+  if (remap_file_open (&file, "remap-spare", params.spare_path,
+                       REMAP_FILE_SPARE) == -1)
     return -1;
   remap_metadata_load (&file.io, file.size, false,
                        params.options.sector_size, 0, &lr);
@@ -293,7 +294,8 @@ probe (nbdkit_backend *backend)
   if (!opt.internal) {
     if (access (params.spare_path, F_OK) == -1 && errno == ENOENT)
       goto new_table;
-    if (remap_file_open (&file, "remap-spare", params.spare_path, 0) == -1)
+    if (remap_file_open (&file, "remap-spare", params.spare_path,
+                         REMAP_FILE_SPARE) == -1)
       goto out;
     store = &file.io;
     store_size = file.size;

@@ -82,7 +82,8 @@ stop_server "$sock"
 
 # 6. What another account (nobody) places, in a directory it may
 #    write: its own spare file, 0666, and its link to our file, also
-#    when our own link leads there.
+#    when our own link leads there; a link of its own to a FIFO is not
+#    even opened.
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
   as_nobody () { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
   chmod 755 "$tmp"
@@ -104,6 +105,20 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
   refused "$tmp/log11" "is a symbolic link that another account could have placed" \
     "$tmp/ours.link" remap-format=yes
   [ "$(file_md5 "$victim")" = "$victim_md5" ] || fail "the link's target changed"
+  # A refused link is not even opened to look for a table: nobody's
+  # link to a FIFO of its own, with a writer waiting on the FIFO, which
+  # an open for reading would let through (as an open of a device, for
+  # instance /dev/watchdog, would act on it).
+  as_nobody mkfifo "$tmp/shared/fifo"
+  as_nobody ln -s "$tmp/shared/fifo" "$tmp/shared/fifo.link"
+  timeout "$(( $(scaled_ms 5000) / 1000 + 1 ))" \
+    sh -c "echo x >'$tmp/shared/fifo'" &
+  writer=$!
+  track_pid $writer
+  refused "$tmp/log12" "is a symbolic link that another account could have placed" \
+    "$tmp/shared/fifo.link"
+  r=0; wait $writer || r=$?
+  [ $r -eq 124 ] || fail "the server opened what nobody's link points to (the writer got through)"
 else
   echo "$test_name: not root (or no setpriv): another account's files not tried"
 fi
