@@ -27,6 +27,14 @@
  *    succeeds while an EIO reached another request of the context
  *    reports EIO itself, and the data path writes it again sector by
  *    sector from the client's buffer (remapping the sector that fails).
+ * The first rule, and the check of a flush against other requests'
+ * errors (next_flush), apply to a client's context only.  The shared
+ * context is the filter's own: its spare writes fail and are retried
+ * on other spares all the time on a failing disk, and failing its
+ * table flushes for them would stop the table from ever being written
+ * then; the clients' data on spares is covered anyway, because the
+ * plugin tells each context (each open file) of every writeback error,
+ * so the clients' own flushes hear it.
  * With remap-write-through=yes every write carries FUA, so nothing is
  * ever owed: each error is handled by the write it belongs to.  With
  * remap-plugin-cache=no (the plugin has no cache: errors are
@@ -112,7 +120,8 @@ write_end (struct remap_next *rn, int r, uint32_t flags, int *err,
     return r;
   if (r == -1 && *err == EIO) {
     __atomic_add_fetch (&rn->eio_count, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n (&rn->started, __ATOMIC_SEQ_CST) !=
+    if (rn->client &&
+        __atomic_load_n (&rn->started, __ATOMIC_SEQ_CST) !=
         __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST) &&
         !__atomic_exchange_n (&rn->owed, true, __ATOMIC_SEQ_CST))
       nbdkit_debug ("remap: a FUA write failed with EIO while other writes "
@@ -217,7 +226,7 @@ next_flush (void *opaque, int *err)
     return -1;
   }
   pthread_mutex_unlock (&rn->flush_lock);
-  if (plugin_cache && uncovered &&
+  if (plugin_cache && rn->client && uncovered &&
       __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST) != eio_count) {
     nbdkit_error ("remap: an earlier write may have been lost: the plugin "
                   "reported a writeback error to a request that ran "
@@ -268,7 +277,7 @@ next_extent (void *opaque, uint32_t count, uint64_t offset, uint64_t *run,
 }
 
 int
-remap_io_from_next (nbdkit_next *next, struct remap_next *rn,
+remap_io_from_next (nbdkit_next *next, bool client, struct remap_next *rn,
                     struct remap_io *io)
 {
   int can_zero = -1, can_trim, can_cache, can_flush, can_fua, can_extents;
@@ -284,7 +293,7 @@ remap_io_from_next (nbdkit_next *next, struct remap_next *rn,
   remap_next_unlock ();
   if (failed)
     return -1;
-  *rn = (struct remap_next) { .next = next,
+  *rn = (struct remap_next) { .next = next, .client = client,
                               .flush_lock = PTHREAD_MUTEX_INITIALIZER };
   *io = (struct remap_io) {
     .opaque = rn,

@@ -15,6 +15,7 @@
  */
 struct remap_next {
   nbdkit_next *next;
+  bool client;                  /* a connection's: its flushes are owed */
   /* One flush at a time, so that a flush that hears of an error
    * before or during another is counted before that one decides.
    */
@@ -29,11 +30,12 @@ struct remap_next {
 
 /* Asks next what it can do, once, and fills io with only what it
  * offers: the server asserts that a filter never calls what it was not
- * offered.  rn lives as long as io.  Returns 0, or -1 with the error
- * reported.
+ * offered.  rn lives as long as io.  client: the context of a client's
+ * connection (see "Writeback errors" in nextio.c).  Returns 0, or -1
+ * with the error reported.
  */
-extern int remap_io_from_next (nbdkit_next *next, struct remap_next *rn,
-                               struct remap_io *io);
+extern int remap_io_from_next (nbdkit_next *next, bool client,
+                               struct remap_next *rn, struct remap_io *io);
 
 /* Called from .get_ready with the thread model nbdkit settled on
  * (anything but parallel makes every call to the plugin below take one

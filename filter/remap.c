@@ -228,7 +228,7 @@ open_shared_next (nbdkit_backend *backend, bool readonly,
   if (next->prepare (next) == -1 ||
       (*disk_size = next->get_size (next)) == -1 ||
       (*can_write = next->can_write (next)) == -1 ||
-      remap_io_from_next (next, rn, io) == -1) {
+      remap_io_from_next (next, false, rn, io) == -1) {
     next->finalize (next);
     nbdkit_next_context_close (next);
     return NULL;
@@ -519,7 +519,7 @@ remap_prepare (nbdkit_next *next, void *handle, int readonly)
   remap_next_unlock ();
   if (size == -1)
     return -1;
-  return remap_io_from_next (next, &h->rn, &h->origin);
+  return remap_io_from_next (next, true, &h->rn, &h->origin);
 }
 
 static int64_t
