@@ -160,13 +160,19 @@ remap_sector_remapped (struct remap_device *dev, uint64_t sector,
 {
   struct remap_entry e = { .sector = sector, .spare = spare,
                            .state = REMAP_STATE_REMAPPED };
+  struct remap_entry now;
 
   pthread_mutex_lock (&dev->remap_lock);
-  remap_table_insert (dev->table, &e); /* replaces: cannot fail */
-  if (prev->state == REMAP_STATE_PENDING)
+  /* A read may have made a remapped sector lost meanwhile (it takes
+   * no unit lock): what is replaced is the entry now, not prev.
+   */
+  if (!remap_table_lookup (dev->table, sector, &now))
+    now = *prev;
+  if (now.state == REMAP_STATE_PENDING)
     __atomic_fetch_sub (&dev->pending_now, 1, __ATOMIC_RELAXED);
-  else if (prev->state == REMAP_STATE_REMAPPED)
+  if (prev->state == REMAP_STATE_REMAPPED)
     remap_spares_retire (dev->spares, prev->spare);
+  remap_table_insert (dev->table, &e); /* replaces: cannot fail */
   pthread_mutex_unlock (&dev->remap_lock);
   return remap_sync_mark_changed (dev->sync);
 }
@@ -241,7 +247,15 @@ remap_sector_recovered (struct remap_device *dev, uint64_t sector)
 uint64_t
 remap_sector_unmapped (struct remap_device *dev, const struct remap_entry *e)
 {
+  struct remap_entry now;
+
   pthread_mutex_lock (&dev->remap_lock);
+  /* Lost meanwhile (a read found the spare dead after our copy): the
+   * origin holds the data now, so the mark goes too.
+   */
+  if (remap_table_lookup (dev->table, e->sector, &now) &&
+      now.state == REMAP_STATE_PENDING)
+    __atomic_fetch_sub (&dev->pending_now, 1, __ATOMIC_RELAXED);
   remap_table_remove (dev->table, e->sector);
   pthread_mutex_unlock (&dev->remap_lock);
   return remap_sync_mark_changed (dev->sync);
