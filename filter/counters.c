@@ -110,22 +110,35 @@ static void
 window_open (struct remap_device *dev, struct remap_counter_slot *slot,
              enum remap_window_kind kind, unsigned *side)
 {
-  if (slot)
+  if (slot) {
     __atomic_store_n (&slot->window[kind], slot->window[kind] + 1,
                       __ATOMIC_RELAXED);
-  else {
-    /* Shared by threads beyond the slots: counted in one of two
-     * counters, the one the drains do not wait for at the moment.
+    /* Pairs with the first fence in remap_windows_drain: either what
+     * the thread looks at next shows the change, or the drain sees
+     * the window.
      */
-    *side = __atomic_load_n (&dev->windows_side[kind], __ATOMIC_RELAXED);
+    __atomic_thread_fence (__ATOMIC_SEQ_CST);
+    return;
+  }
+  /* Shared by threads beyond the slots: counted in one of two
+   * counters, the one the drains do not wait for at the moment.  The
+   * side is looked at again once counted: if drains flipped it
+   * meanwhile, the next one would wait for the other counter only, so
+   * count again.  If it did not change, a drain that flips it later
+   * sees this count (the fence pairs with the one after its flip),
+   * and one that flipped it before made its change visible to us
+   * (acquire) first.
+   */
+  for (;;) {
+    *side = __atomic_load_n (&dev->windows_side[kind], __ATOMIC_ACQUIRE);
     __atomic_fetch_add (&dev->windows_unslotted[kind][*side], 1,
                         __ATOMIC_RELAXED);
+    __atomic_thread_fence (__ATOMIC_SEQ_CST);
+    if (__atomic_load_n (&dev->windows_side[kind], __ATOMIC_ACQUIRE) == *side)
+      return;
+    __atomic_fetch_sub (&dev->windows_unslotted[kind][*side], 1,
+                        __ATOMIC_RELEASE);
   }
-  /* Pairs with the fence in remap_windows_drain: either what the
-   * thread looks at next shows the change, or the drain sees the
-   * window.
-   */
-  __atomic_thread_fence (__ATOMIC_SEQ_CST);
 }
 
 struct remap_counter_slot *
@@ -185,6 +198,7 @@ remap_windows_drain (struct remap_device *dev, enum remap_window_kind kind)
   pthread_mutex_lock (&dev->drain_lock[kind]);
   side = __atomic_load_n (&dev->windows_side[kind], __ATOMIC_RELAXED);
   __atomic_store_n (&dev->windows_side[kind], side ^ 1, __ATOMIC_SEQ_CST);
+  __atomic_thread_fence (__ATOMIC_SEQ_CST);
   while (__atomic_load_n (&dev->windows_unslotted[kind][side],
                           __ATOMIC_ACQUIRE))
     nap ();

@@ -112,15 +112,18 @@ remap_sector_reserve (struct remap_device *dev, uint64_t sector,
 }
 
 /* Pending entries share the table's slot with the remaps, so they are
- * capped at what is left over once every spare is in use.  Caller
- * holds remap_lock.
+ * capped at what is left over once every spare is in use and has lost
+ * its data: a lost sector is a mark of its own beside its retired
+ * spare, one entry more than its remap, and that mark is never
+ * refused (remap_sector_lost).  Lost marks count against the cap too,
+ * which only makes it stricter.  Caller holds remap_lock.
  */
 static bool
 add_pending_locked (struct remap_device *dev, uint64_t sector)
 {
   struct remap_entry e = { .sector = sector, .spare = REMAP_NO_SPARE,
                            .state = REMAP_STATE_PENDING };
-  uint64_t limit = dev->geo.entry_capacity - dev->geo.spare_count;
+  uint64_t limit = dev->geo.entry_capacity - 2 * dev->geo.spare_count;
 
   if (__atomic_load_n (&dev->pending_now, __ATOMIC_RELAXED) >= limit) {
     if (!dev->pending_full_logged)
@@ -160,13 +163,19 @@ remap_sector_remapped (struct remap_device *dev, uint64_t sector,
 {
   struct remap_entry e = { .sector = sector, .spare = spare,
                            .state = REMAP_STATE_REMAPPED };
+  struct remap_entry now;
 
   pthread_mutex_lock (&dev->remap_lock);
-  remap_table_insert (dev->table, &e); /* replaces: cannot fail */
-  if (prev->state == REMAP_STATE_PENDING)
+  /* A read may have made a remapped sector lost meanwhile (it takes
+   * no unit lock): what is replaced is the entry now, not prev.
+   */
+  if (!remap_table_lookup (dev->table, sector, &now))
+    now = *prev;
+  if (now.state == REMAP_STATE_PENDING)
     __atomic_fetch_sub (&dev->pending_now, 1, __ATOMIC_RELAXED);
-  else if (prev->state == REMAP_STATE_REMAPPED)
+  if (prev->state == REMAP_STATE_REMAPPED)
     remap_spares_retire (dev->spares, prev->spare);
+  remap_table_insert (dev->table, &e); /* replaces: cannot fail */
   pthread_mutex_unlock (&dev->remap_lock);
   return remap_sync_mark_changed (dev->sync);
 }
@@ -195,8 +204,9 @@ remap_sector_lost (struct remap_device *dev, const struct remap_entry *e)
   pthread_mutex_lock (&dev->remap_lock);
   if (remap_table_lookup (dev->table, e->sector, &now) &&
       now.state == REMAP_STATE_REMAPPED && now.spare == e->spare) {
-    /* The entry stays (no table growth, so no cap), marked so that
-     * the stale original is never served in its place.
+    /* The entry stays, marked so that the stale original is never
+     * served in its place: no cap here, add_pending_locked leaves
+     * room for it.
      */
     struct remap_entry mark = { .sector = e->sector,
                                 .spare = REMAP_LOST_DATA,
@@ -241,7 +251,15 @@ remap_sector_recovered (struct remap_device *dev, uint64_t sector)
 uint64_t
 remap_sector_unmapped (struct remap_device *dev, const struct remap_entry *e)
 {
+  struct remap_entry now;
+
   pthread_mutex_lock (&dev->remap_lock);
+  /* Lost meanwhile (a read found the spare dead after our copy): the
+   * origin holds the data now, so the mark goes too.
+   */
+  if (remap_table_lookup (dev->table, e->sector, &now) &&
+      now.state == REMAP_STATE_PENDING)
+    __atomic_fetch_sub (&dev->pending_now, 1, __ATOMIC_RELAXED);
   remap_table_remove (dev->table, e->sector);
   pthread_mutex_unlock (&dev->remap_lock);
   return remap_sync_mark_changed (dev->sync);
