@@ -1,0 +1,243 @@
+/* nbdkit-remap torture test: starting, killing and stopping the
+ * server, and its control socket.
+ *
+ * The server is `timeout T nbdkit -f -U SOCK -P PIDFILE
+ * --filter=REMAP --filter=BADSECTOR [--filter=cache] file DISK ...`,
+ * with its log in DIR/nbdkit-N.log.  Only one runs at a time; the
+ * PIDs of both timeout and nbdkit are kept so that each is killed by
+ * PID, and a server that hangs is ended by timeout(1) anyway.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libnbd.h>
+
+#include "torture.h"
+
+#define SERVER_LIFETIME "900"   /* seconds, timeout(1) for each server */
+#define START_LIMIT_MS 30000
+
+static pid_t wrapper = -1, nbdkit_pid = -1;
+static char sock[256], ctl[256], pidfile[256];
+
+const char *
+server_socket (void)
+{
+  return sock;
+}
+
+const char *
+server_ctl (void)
+{
+  return ctl;
+}
+
+static void
+sleep_ms (int ms)
+{
+  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+  nanosleep (&ts, NULL);
+}
+
+static pid_t
+read_pidfile (void)
+{
+  FILE *f = fopen (pidfile, "r");
+  int pid = -1;
+
+  if (f) {
+    if (fscanf (f, "%d", &pid) != 1)
+      pid = -1;
+    fclose (f);
+  }
+  return pid;
+}
+
+static bool
+serving (void)
+{
+  struct nbd_handle *h = nbd_create ();
+  bool ok;
+
+  if (!h)
+    return false;
+  ok = nbd_connect_unix (h, sock) == 0;
+  nbd_close (h);
+  return ok;
+}
+
+int
+server_start (struct server_cfg *c)
+{
+  const char *remap = getenv ("REMAP_FILTER");
+  const char *bad = getenv ("BADSECTOR_FILTER");
+  char log[256], arg_disk[512], arg_list[512], arg_ctl[512], arg_spare[512];
+  const char *argv[64];
+  int n = 0, fd;
+
+  if (!remap || !bad) {
+    fprintf (stderr, "torture: set REMAP_FILTER and BADSECTOR_FILTER\n");
+    return -1;
+  }
+  c->generation++;
+  snprintf (sock, sizeof sock, "%s/nbd.sock", c->dir);
+  snprintf (ctl, sizeof ctl, "%s/ctl.sock", c->dir);
+  snprintf (pidfile, sizeof pidfile, "%s/nbdkit.pid", c->dir);
+  snprintf (log, sizeof log, "%s/nbdkit-%d.log", c->dir, c->generation);
+  snprintf (arg_list, sizeof arg_list, "badsector-file=%s", c->list);
+  snprintf (arg_ctl, sizeof arg_ctl, "remap-control=%s", ctl);
+  snprintf (arg_disk, sizeof arg_disk, "%s", c->disk);
+  unlink (sock);
+  unlink (pidfile);
+
+  argv[n++] = "timeout";
+  argv[n++] = SERVER_LIFETIME;
+  argv[n++] = "nbdkit";
+  argv[n++] = "-f";
+  argv[n++] = "-U";
+  argv[n++] = sock;
+  argv[n++] = "-P";
+  argv[n++] = pidfile;
+  argv[n++] = "--filter";
+  argv[n++] = remap;
+  argv[n++] = "--filter";
+  argv[n++] = bad;
+  if (c->powerloss) {
+    /* Writes stay in a cache that dies with the server until a flush:
+     * SIGKILL then loses what a power cut would.
+     */
+    argv[n++] = "--filter=cache";
+  }
+  for (int i = 0; i < c->nr_extra && n < 50; i++)
+    argv[n++] = c->extra[i];
+  argv[n++] = "file";
+  argv[n++] = arg_disk;
+  argv[n++] = arg_list;
+  argv[n++] = arg_ctl;
+  if (c->spare) {
+    snprintf (arg_spare, sizeof arg_spare, "remap-spare=%s", c->spare);
+    argv[n++] = arg_spare;
+  }
+  if (c->powerloss)
+    argv[n++] = "cache=writeback";
+  argv[n] = NULL;
+
+  wrapper = fork ();
+  if (wrapper == -1) {
+    perror ("fork");
+    return -1;
+  }
+  if (wrapper == 0) {
+    fd = open (log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2 (fd, 1);
+      dup2 (fd, 2);
+      close (fd);
+    }
+    execvp ("timeout", (char **) argv);
+    _exit (127);
+  }
+  for (int waited = 0; waited < START_LIMIT_MS; waited += 20) {
+    int st;
+    if (waitpid (wrapper, &st, WNOHANG) == wrapper) {
+      fprintf (stderr, "torture: nbdkit exited (status %d) instead of "
+               "starting; its log is %s\n", WEXITSTATUS (st), log);
+      wrapper = -1;
+      return -1;
+    }
+    if (serving ()) {
+      nbdkit_pid = read_pidfile ();
+      return 0;
+    }
+    sleep_ms (20);
+  }
+  fprintf (stderr, "torture: nbdkit did not serve within %d ms (log %s)\n",
+           START_LIMIT_MS, log);
+  server_kill ();
+  return -1;
+}
+
+void
+server_kill (void)
+{
+  if (nbdkit_pid > 0)
+    kill (nbdkit_pid, SIGKILL);
+  if (wrapper > 0) {
+    kill (wrapper, SIGKILL);
+    waitpid (wrapper, NULL, 0);
+  }
+  /* nbdkit is timeout's child: make sure it is gone before the next
+   * server opens the same disk.
+   */
+  for (int i = 0; nbdkit_pid > 0 && i < 500 && kill (nbdkit_pid, 0) == 0; i++)
+    sleep_ms (10);
+  wrapper = nbdkit_pid = -1;
+}
+
+int
+server_stop (void)
+{
+  int st = 0;
+
+  if (wrapper <= 0)
+    return 0;
+  if (nbdkit_pid > 0)
+    kill (nbdkit_pid, SIGTERM);
+  for (int i = 0; i < 1000; i++) {
+    if (waitpid (wrapper, &st, WNOHANG) == wrapper) {
+      wrapper = nbdkit_pid = -1;
+      return WIFEXITED (st) ? WEXITSTATUS (st) : 128 + WTERMSIG (st);
+    }
+    sleep_ms (10);
+  }
+  fprintf (stderr, "torture: nbdkit did not exit 10 s after SIGTERM\n");
+  server_kill ();
+  return -1;
+}
+
+int
+server_ctl_cmd (const char *cmd, char *reply, size_t len)
+{
+  struct sockaddr_un a = { .sun_family = AF_UNIX };
+  struct timeval tv = { 20, 0 };
+  size_t got = 0;
+  int fd, r = -1;
+
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd == -1)
+    return -1;
+  if (strlen (ctl) >= sizeof a.sun_path)
+    goto out;
+  memcpy (a.sun_path, ctl, strlen (ctl) + 1);
+  setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (connect (fd, (struct sockaddr *) &a, sizeof a) == -1 ||
+      write (fd, cmd, strlen (cmd)) != (ssize_t) strlen (cmd) ||
+      write (fd, "\n", 1) != 1)
+    goto out;
+  while (got + 1 < len) {
+    ssize_t k = read (fd, reply + got, len - 1 - got);
+    if (k <= 0)
+      break;
+    got += k;
+    if (memchr (reply, '\n', got))
+      break;
+  }
+  reply[got] = '\0';
+  r = got > 0 ? 0 : -1;
+ out:
+  close (fd);
+  return r;
+}
