@@ -46,6 +46,7 @@
 
 #define VALUE_GARBAGE UINT64_MAX
 #define HISTORY_SHOWN 24
+#define REPORTS_SHOWN 10        /* violations printed in full */
 
 enum status { ST_INFLIGHT, ST_OK, ST_FAILED };
 
@@ -431,7 +432,8 @@ report_piece (const char *what, uint64_t off, uint64_t observed,
   uint64_t m = superseded_before (pc, rs);
   const struct unit *un = &units[off / UNIT];
 
-  stats.violations++;
+  if (++stats.violations > REPORTS_SHOWN)
+    return;
   fprintf (stderr, "VIOLATION: %s: piece at offset %" PRIu64 " (unit %"
            PRIu64 "), client %d read during ticks %" PRIu64 "-%" PRIu64
            "\n  observed: ", what, off, off / UNIT, client, rs, re);
@@ -501,8 +503,7 @@ model_read_check (uint64_t off, uint32_t len, uint64_t rs, uint64_t re,
     stats.read_eio++;
     for (uint64_t u = off / UNIT; u * UNIT < off + len; u++)
       ok |= err == EIO && eio_legal (u, rs, re);
-    if (!ok) {
-      stats.violations++;
+    if (!ok && ++stats.violations <= REPORTS_SHOWN) {
       fprintf (stderr, "VIOLATION: read [%" PRIu64 "+%" PRIu32 "] by client "
                "%d during ticks %" PRIu64 "-%" PRIu64 " failed with %s, and "
                "no fault can explain it\n", off, len, client, rs, re,
@@ -546,8 +547,7 @@ model_write_error_check (uint64_t off, uint32_t len, int err, uint64_t id)
   stats.write_errors++;
   for (uint64_t u = off / UNIT; u * UNIT < off + len; u++)
     ok |= units[u].ever_fault || units[u].maybe_remapped;
-  if (!ok) {
-    stats.violations++;
+  if (!ok && ++stats.violations <= REPORTS_SHOWN) {
     fprintf (stderr, "VIOLATION: %s #%" PRIu64 " [%" PRIu64 "+%" PRIu32
              "] failed with %s, but none of its sectors ever had a fault or "
              "a remap\n", kind_name[oplog[id].kind], id, off, len,

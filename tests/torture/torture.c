@@ -3,7 +3,8 @@
  *   torture --dir DIR [--seed N] [--seconds S] [--ops N] [--kills K]
  *           [--threads T] [--size MiB] [--hot KiB] [--external]
  *           [--powerloss] [--classes LIST] [--max-faults N]
- *           [--step-ms MS] [--plant stale|garbage] [--nbdkit-arg ARG]...
+ *           [--step-ms MS] [--plant stale|garbage] [--stop-early]
+ *           [--nbdkit-arg ARG]...
  *
  * Starts nbdkit --filter=remap --filter=badsector file DIR/disk.img
  * (with remap-spare=DIR/spare.img if --external; with nbdkit's cache
@@ -22,7 +23,9 @@
  * class whose bug is not fixed yet can be left out.
  *
  * The run ends after S seconds or N operations, whichever is first,
- * and prints what it did.  Exit status: 0 with no violation, 1 with
+ * (or at the first violation with --stop-early; --plant plants a
+ * wrong read in the checker's input, for its self-test, and ends once
+ * it is planted) and prints what it did.  Exit status: 0 with no violation, 1 with
  * any (each is printed with its piece, the versions allowed, the one
  * seen and the piece's history), 2 if the test itself could not run.
  * The seed is printed first; --seed replays the same choices (the
@@ -49,7 +52,7 @@
 struct options {
   uint64_t seed, ops, size_mib, hot_kib;
   int seconds, kills, threads, max_faults, step_ms;
-  bool external, powerloss, seed_given;
+  bool external, powerloss, seed_given, stop_early;
   bool origin_read, origin_write, spare_read, spare_write, ctl, kill;
   const char *dir;
   enum plant plant;
@@ -65,7 +68,8 @@ usage (void)
   fprintf (stderr, "usage: torture --dir DIR [--seed N] [--seconds S] "
            "[--ops N] [--kills K] [--threads T] [--size MiB] [--hot KiB] "
            "[--external] [--powerloss] [--classes LIST] [--max-faults N] "
-           "[--step-ms MS] [--plant stale|garbage] [--nbdkit-arg ARG]...\n");
+           "[--step-ms MS] [--plant stale|garbage] [--stop-early] "
+           "[--nbdkit-arg ARG]...\n");
   exit (2);
 }
 
@@ -122,6 +126,7 @@ parse (struct options *o, int argc, char **argv)
     else if (strcmp (a, "--step-ms") == 0) o->step_ms = atoi (VAL);
     else if (strcmp (a, "--external") == 0) o->external = true;
     else if (strcmp (a, "--powerloss") == 0) o->powerloss = true;
+    else if (strcmp (a, "--stop-early") == 0) o->stop_early = true;
     else if (strcmp (a, "--classes") == 0) parse_classes (o, VAL);
     else if (strcmp (a, "--plant") == 0) {
       const char *p = VAL;
@@ -333,7 +338,9 @@ main (int argc, char **argv)
       clients_start (&cc, o.seed + cycle++);
       next_prune = now_ms () + PRUNE_EVERY_MS;
     }
-    if (o.plant != PLANT_NONE && model_planted ())
+    model_get_stats (&st);
+    if ((o.plant != PLANT_NONE && model_planted ()) ||
+        (o.stop_early && st.violations))
       break;
   }
   clients_stop ();

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs the torture test (tests/torture/torture, see torture.c) in
+# several configurations, one after the other:
+#   run-torture.sh light   about a minute in all (make check)
+#   run-torture.sh long SECONDS   SECONDS in all (make check-torture:
+#                          at least 1,000,000 operations and 200 kills
+#                          with the default 900)
+# Configurations: internal mode; external mode (remap-spare=FILE);
+# internal mode with a power-loss cache under the faults (nbdkit's
+# cache filter in writeback mode: a SIGKILL also loses what was not
+# flushed).
+# Environment:
+#   TORTURE          the program (default: next to this script)
+#   TORTURE_CLASSES  fault classes (default all; see torture.c)
+#   TORTURE_SEED     a seed to replay (default: a new one per run)
+#   TORTURE_THREADS  client threads (default 4)
+#   TORTURE_ARGS     more arguments for every run (like
+#                    "--nbdkit-arg -D --nbdkit-arg remap.selftest_bug=1
+#                    --stop-early")
+# Prints each run's report; on a violation, the first violations in
+# full and the seed to replay.  Exits 1 if any run found one.
+source "$(dirname "$0")/../functions.sh"
+set -e
+requires timeout
+: "${TORTURE:=$_top_dir/tests/torture/torture}"
+[ -x "$TORTURE" ] || fail "$TORTURE not found (run make check first)"
+
+mode=${1:-light}
+case $mode in
+  light) total=${2:-54}; kills_per_min=12 ;;
+  long)  total=${2:-900}; kills_per_min=14 ;;
+  *) fail "usage: run-torture.sh light|long [SECONDS]" ;;
+esac
+per=$(( total / 3 ))
+[ $per -ge 3 ] || per=3
+kills=$(( per * kills_per_min / 60 ))
+[ $kills -ge 1 ] || kills=1
+
+found=0
+run ()
+{
+  local name=$1 dir=$tmp/$1 r=0
+  shift
+  mkdir -p "$dir"
+  echo "== $name: $per s, $kills kills"
+  # The program bounds each server itself; this bounds the whole run.
+  timeout $(( per + 120 )) "$TORTURE" --dir "$dir" --seconds "$per" \
+    --kills "$kills" --threads "${TORTURE_THREADS:-4}" \
+    --classes "${TORTURE_CLASSES:-all}" \
+    ${TORTURE_SEED:+--seed "$TORTURE_SEED"} $TORTURE_ARGS "$@" \
+    >"$dir/out" 2>&1 || r=$?
+  grep '^torture:' "$dir/out" || true
+  case $r in
+    0) ;;
+    1) found=1
+       grep -v '^torture:' "$dir/out" | head -n 150 >&2
+       echo "$name: violations found; replay with --seed" \
+            "$(sed -n 's/^torture: seed \([0-9]*\) .*/\1/p' "$dir/out" | head -1)" >&2 ;;
+    *) cat "$dir/out" >&2
+       for log in "$dir"/nbdkit-*.log; do
+         [ -s "$log" ] && { echo "--- $log"; tail -n 20 "$log"; } >&2
+       done
+       fail "$name: the torture test could not run (status $r)" ;;
+  esac
+}
+
+run internal
+run external --external
+run powerloss --powerloss
+[ $found -eq 0 ] || fail "violations found (above)"
+echo "$test_name: no violations"
