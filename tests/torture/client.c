@@ -34,6 +34,7 @@ static uint64_t seeds[MAX_THREADS];
 static int running;
 static bool stop, dying;
 static uint64_t ops, violations;
+static uint64_t focus = UINT64_MAX; /* a unit most requests go to */
 
 uint64_t
 rng_next (uint64_t *s)
@@ -58,9 +59,17 @@ static void
 pick_range (uint64_t *s, uint64_t *off, uint32_t *len)
 {
   uint64_t area = below (s, 10) < 7 ? cfg.hot : cfg.size;
+  uint64_t f = __atomic_load_n (&focus, __ATOMIC_SEQ_CST);
   uint32_t pieces;
   int shape = below (s, 10);
 
+  if (f != UINT64_MAX && below (s, 2)) {
+    /* Part or all of the focus unit. */
+    pieces = 1 + below (s, PIECES_PER_UNIT);
+    *len = pieces * PIECE;
+    *off = f * UNIT + below (s, PIECES_PER_UNIT - pieces + 1) * PIECE;
+    return;
+  }
   if (shape < 3)
     pieces = 1;                          /* one piece */
   else if (shape < 6)
@@ -184,6 +193,12 @@ clients_start (struct client_cfg *c, uint64_t seed)
     pthread_create (&threads[i], NULL, client_thread, (void *) (intptr_t) i);
   }
   running = cfg.threads;
+}
+
+void
+clients_focus (uint64_t unit)
+{
+  __atomic_store_n (&focus, unit, __ATOMIC_SEQ_CST);
 }
 
 void

@@ -5,7 +5,8 @@
  * in the clients' hot area) or on a spare sector (internal mode), of
  * kind read, write, rw, read-once or write-once; sometimes the whole
  * spare area failing writes, so that a relocation has nowhere to go;
- * or a fault healed by removing its line.
+ * a delay of every read or write (which widens the windows in which
+ * requests race with remaps); or a fault healed by removing its line.
  *
  * The file is replaced by rename, so the filter sees either the old
  * or the new list.  The model is told of a new fault before the file
@@ -24,10 +25,12 @@
 #define MAX_FAULTS 64
 #define SPARES_TARGETED 32      /* spares are used from the start */
 
-enum fkind { F_READ, F_WRITE, F_RW, F_READ_ONCE, F_WRITE_ONCE, NR_FKINDS };
+enum fkind { F_READ, F_WRITE, F_RW, F_READ_ONCE, F_WRITE_ONCE, NR_FKINDS,
+             F_DELAY_READ = NR_FKINDS, F_DELAY_WRITE };
 
 static const char *const fkind_name[] = {
-  "read", "write", "rw", "read-once", "write-once",
+  "read", "write", "rw", "read-once", "write-once", "delay-read",
+  "delay-write",
 };
 
 struct fault {
@@ -61,8 +64,12 @@ write_list (void)
   }
   fprintf (f, "# written by the torture test\n");
   for (int i = 0; i < nr_active; i++)
-    fprintf (f, "%s %" PRIu64 "-%" PRIu64 "\n", fkind_name[active[i].kind],
-             active[i].first, active[i].last);
+    if (active[i].kind >= NR_FKINDS)
+      fprintf (f, "%s %" PRIu64 "\n", fkind_name[active[i].kind],
+               active[i].first);
+    else
+      fprintf (f, "%s %" PRIu64 "-%" PRIu64 "\n", fkind_name[active[i].kind],
+               active[i].first, active[i].last);
   if (fclose (f) != 0 || rename (tmp, cfg.list) != 0) {
     perror (cfg.list);
     exit (2);
@@ -85,6 +92,11 @@ tell_model (const struct fault *f, bool on)
 {
   const char *what = f->spare ? "spare" : "origin";
 
+  if (f->kind >= NR_FKINDS) {
+    model_event (UINT64_MAX, "%s %s %" PRIu64 " ms", on ? "new" : "no more",
+                 fkind_name[f->kind], f->first);
+    return;
+  }
   if (f->first == f->last)
     model_event (f->spare ? UINT64_MAX : f->first, "%s %s fault on %s "
                  "sector %" PRIu64, on ? "new" : "healed",
@@ -120,6 +132,22 @@ pick_kind (uint64_t *s, bool reads, bool writes)
   return -1;
 }
 
+/* A delay of every read or write, if there is none of that kind. */
+static bool
+add_delay (uint64_t *s)
+{
+  struct fault f = { .kind = F_DELAY_READ + rng_next (s) % 2,
+                     .first = 1 + rng_next (s) % 20 };
+
+  for (int i = 0; i < nr_active; i++)
+    if (active[i].kind == f.kind)
+      return false;
+  tell_model (&f, true);
+  active[nr_active++] = f;
+  write_list ();
+  return true;
+}
+
 static void
 add (uint64_t *s)
 {
@@ -128,6 +156,9 @@ add (uint64_t *s)
   bool origin_ok = cfg.origin_read || cfg.origin_write;
   int k;
 
+  if (cfg.delay && (rng_next (s) % 100 < 15 || !(spare_ok || origin_ok)) &&
+      add_delay (s))
+    return;
   f.spare = spare_ok && (!origin_ok || rng_next (s) % 10 < 3);
   k = f.spare ? pick_kind (s, cfg.spare_read, cfg.spare_write) :
     pick_kind (s, cfg.origin_read, cfg.origin_write);
@@ -172,13 +203,29 @@ void
 faults_step (uint64_t *s)
 {
   if (!(cfg.origin_read || cfg.origin_write || cfg.spare_read ||
-        (cfg.spare_write && cfg.spare_count)))
+        (cfg.spare_write && cfg.spare_count) || cfg.delay))
     return;
   if (nr_active < cfg.max_active &&
       (nr_active == 0 || rng_next (s) % 100 < 55))
     add (s);
   else if (nr_active)
     heal (s);
+}
+
+void
+faults_delay_writes (uint64_t ms)
+{
+  struct fault f = { .kind = F_DELAY_WRITE, .first = ms };
+
+  for (int i = 0; i < nr_active; i++)
+    if (active[i].kind == F_DELAY_WRITE) {
+      active[i] = active[--nr_active];
+      break;
+    }
+  if (ms)
+    active[nr_active++] = f;
+  write_list ();
+  tell_model (&f, ms != 0);
 }
 
 void

@@ -6,6 +6,10 @@
  * with its log in DIR/nbdkit-N.log.  Only one runs at a time; the
  * PIDs of both timeout and nbdkit are kept so that each is killed by
  * PID, and a server that hangs is ended by timeout(1) anyway.
+ *
+ * With a power-loss run in external mode, nbdkit gets the undo journal
+ * library (powerloss.c) for the spare file, and each start first plays
+ * back what the last server wrote to the spare file and never synced.
  */
 #include <config.h>
 
@@ -24,6 +28,7 @@
 
 #include <libnbd.h>
 
+#include "powerloss.h"
 #include "torture.h"
 
 #define SERVER_LIFETIME "900"   /* seconds, timeout(1) for each server */
@@ -79,11 +84,78 @@ serving (void)
 }
 
 int
+powerloss_undo (const char *file, const char *journal)
+{
+  FILE *j = fopen (journal, "r");
+  struct powerloss_record *r = NULL;
+  char **data = NULL;
+  size_t n = 0;
+  int fd, ret = 0;
+
+  if (!j)
+    return 0;
+  for (;;) {
+    struct powerloss_record one;
+    if (fread (&one, sizeof one, 1, j) != 1)
+      break;
+    r = realloc (r, (n + 1) * sizeof *r);
+    data = realloc (data, (n + 1) * sizeof *data);
+    data[n] = malloc (one.len ? one.len : 1);
+    if (fread (data[n], 1, one.len, j) != one.len)
+      break;                    /* torn by the kill: never written */
+    r[n++] = one;
+  }
+  fclose (j);
+  fd = open (file, O_WRONLY);
+  for (size_t i = n; i-- > 0; ) {
+    if (fd == -1 || pwrite (fd, data[i], r[i].len, r[i].offset) !=
+        (ssize_t) r[i].len || ftruncate (fd, r[i].old_size) == -1)
+      ret = -1;
+    free (data[i]);
+  }
+  if (fd >= 0)
+    close (fd);
+  free (r);
+  free (data);
+  if (ret == 0)
+    truncate (journal, 0);
+  else
+    perror (file);
+  return ret;
+}
+
+/* The undo library: TORTURE_POWERLOSS_LIB, or next to this program. */
+static void
+preload_powerloss (const char *spare, const char *journal)
+{
+  char self[512], lib[600], *slash, *pre;
+  const char *old = getenv ("LD_PRELOAD");
+  ssize_t n;
+
+  if (getenv ("TORTURE_POWERLOSS_LIB"))
+    snprintf (lib, sizeof lib, "%s", getenv ("TORTURE_POWERLOSS_LIB"));
+  else {
+    n = readlink ("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = '\0';
+    slash = strrchr (self, '/');
+    if (slash)
+      *slash = '\0';
+    snprintf (lib, sizeof lib, "%s/.libs/libpowerloss.so", self);
+  }
+  if (asprintf (&pre, "%s%s%s", lib, old ? " " : "", old ? old : "") == -1)
+    _exit (127);
+  setenv ("LD_PRELOAD", pre, 1);
+  setenv ("TORTURE_POWERLOSS_FILE", spare, 1);
+  setenv ("TORTURE_POWERLOSS_JOURNAL", journal, 1);
+}
+
+int
 server_start (struct server_cfg *c)
 {
   const char *remap = getenv ("REMAP_FILTER");
   const char *bad = getenv ("BADSECTOR_FILTER");
   char log[256], arg_disk[512], arg_list[512], arg_ctl[512], arg_spare[512];
+  char journal[512];
   const char *argv[64];
   int n = 0, fd;
 
@@ -99,8 +171,11 @@ server_start (struct server_cfg *c)
   snprintf (arg_list, sizeof arg_list, "badsector-file=%s", c->list);
   snprintf (arg_ctl, sizeof arg_ctl, "remap-control=%s", ctl);
   snprintf (arg_disk, sizeof arg_disk, "%s", c->disk);
+  snprintf (journal, sizeof journal, "%s/spare.undo", c->dir);
   unlink (sock);
   unlink (pidfile);
+  if (c->powerloss && c->spare && powerloss_undo (c->spare, journal) == -1)
+    return -1;
 
   argv[n++] = "timeout";
   argv[n++] = SERVER_LIFETIME;
@@ -146,6 +221,8 @@ server_start (struct server_cfg *c)
       dup2 (fd, 2);
       close (fd);
     }
+    if (c->powerloss && c->spare)
+      preload_powerloss (c->spare, journal);
     execvp ("timeout", (char **) argv);
     _exit (127);
   }
@@ -167,6 +244,15 @@ server_start (struct server_cfg *c)
            START_LIMIT_MS, log);
   server_kill ();
   return -1;
+}
+
+void
+server_kill_from_signal (void)
+{
+  if (nbdkit_pid > 0)
+    kill (nbdkit_pid, SIGKILL);
+  if (wrapper > 0)
+    kill (wrapper, SIGKILL);
 }
 
 void

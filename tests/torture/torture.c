@@ -19,7 +19,7 @@
  * back again.
  *
  * LIST is a comma-separated subset of origin-read, origin-write,
- * spare-read, spare-write, ctl, kill (default: all), so that a fault
+ * spare-read, spare-write, delay, ctl, kill (default: all), so that a fault
  * class whose bug is not fixed yet can be left out.
  *
  * The run ends after S seconds or N operations, whichever is first,
@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,7 @@ struct options {
   uint64_t seed, ops, size_mib, hot_kib;
   int seconds, kills, threads, max_faults, step_ms;
   bool external, powerloss, seed_given, stop_early;
-  bool origin_read, origin_write, spare_read, spare_write, ctl, kill;
+  bool origin_read, origin_write, spare_read, spare_write, delay, ctl, kill;
   const char *dir;
   enum plant plant;
   char *extra[MAX_EXTRA];
@@ -79,22 +80,23 @@ parse_classes (struct options *o, const char *list)
   char *copy = strdup (list), *save = NULL;
 
   o->origin_read = o->origin_write = o->spare_read = o->spare_write =
-    o->ctl = o->kill = false;
+    o->delay = o->ctl = o->kill = false;
   for (char *t = strtok_r (copy, ",", &save); t;
        t = strtok_r (NULL, ",", &save)) {
     if (strcmp (t, "origin-read") == 0) o->origin_read = true;
     else if (strcmp (t, "origin-write") == 0) o->origin_write = true;
     else if (strcmp (t, "spare-read") == 0) o->spare_read = true;
     else if (strcmp (t, "spare-write") == 0) o->spare_write = true;
+    else if (strcmp (t, "delay") == 0) o->delay = true;
     else if (strcmp (t, "ctl") == 0) o->ctl = true;
     else if (strcmp (t, "kill") == 0) o->kill = true;
     else if (strcmp (t, "all") == 0)
       o->origin_read = o->origin_write = o->spare_read = o->spare_write =
-        o->ctl = o->kill = true;
+        o->delay = o->ctl = o->kill = true;
     else if (strcmp (t, "none") != 0) {
       fprintf (stderr, "torture: unknown class %s (use origin-read, "
-               "origin-write, spare-read, spare-write, ctl, kill, all, "
-               "none)\n", t);
+               "origin-write, spare-read, spare-write, delay, ctl, kill, "
+               "all, none)\n", t);
       exit (2);
     }
   }
@@ -207,15 +209,67 @@ ctl_step (uint64_t *s, uint64_t hot_units)
   model_event (which < 8 ? u : UINT64_MAX, "control %s: %.30s", cmd, reply);
 }
 
+static void *
+unmap_thread (void *arg)
+{
+  char cmd[64], reply[1024];
+
+  snprintf (cmd, sizeof cmd, "unmap %" PRIu64, *(uint64_t *) arg);
+  server_ctl_cmd (cmd, reply, sizeof reply);
+  return NULL;
+}
+
+/* Kills the server in the middle of an unmap of a unit that clients
+ * are busy writing (with FUA, some of them): the moment at which the
+ * table and the data disagree.
+ */
+static void
+kill_during_unmap (uint64_t *rng, uint64_t hot_units, bool delay)
+{
+  uint64_t u = rng_next (rng) % hot_units;
+  uint64_t ms = delay ? 5 + rng_next (rng) % 10 : 0;
+  char cmd[64], reply[1024];
+  pthread_t t;
+
+  model_maybe_remapped (u);
+  snprintf (cmd, sizeof cmd, "remap %" PRIu64, u);
+  ctl_sent++;
+  server_ctl_cmd (cmd, reply, sizeof reply);
+  model_event (u, "control %s, then unmap and SIGKILL during it", cmd);
+  clients_focus (u);
+  /* A delay of every write (internal mode: table writes too) widens
+   * the window between the unmap's change in memory and its table
+   * write; the kill lands anywhere in it.
+   */
+  if (ms)
+    faults_delay_writes (ms);
+  sleep_ms (2 + rng_next (rng) % 20);
+  ctl_sent++;
+  pthread_create (&t, NULL, unmap_thread, &u);
+  usleep (rng_next (rng) % (3000 + ms * 6000));
+  clients_server_dying ();
+  server_kill ();
+  pthread_join (t, NULL);
+  clients_focus (UINT64_MAX);
+  if (ms)
+    faults_delay_writes (0);
+}
+
 /* SIGKILL, restart, read everything back. */
 static int
-crash_cycle (struct server_cfg *sc, uint64_t size)
+crash_cycle (struct server_cfg *sc, uint64_t size, uint64_t *rng,
+             const struct options *o, uint64_t hot_units)
 {
   uint64_t v;
 
+  if (o->ctl && rng_next (rng) % 2) {
+    kill_during_unmap (rng, hot_units, o->delay);
+    goto killed;
+  }
   clients_server_dying ();
   model_event (UINT64_MAX, "SIGKILL of the server");
   server_kill ();
+ killed:
   clients_stop ();
   model_crash ();
   kills_done++;
@@ -252,6 +306,15 @@ report (const struct options *o, uint64_t ms, int stop_rc)
   printf ("torture:   violations %" PRIu64 "\n", st.violations);
 }
 
+/* Killed by timeout(1) or ^C: take the server along. */
+static void
+on_signal (int sig)
+{
+  server_kill_from_signal ();
+  signal (sig, SIG_DFL);
+  raise (sig);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -272,6 +335,9 @@ main (int argc, char **argv)
           o.seed, o.seed);
   fflush (stdout);
   signal (SIGPIPE, SIG_IGN);
+  signal (SIGTERM, on_signal);
+  signal (SIGINT, on_signal);
+  signal (SIGHUP, on_signal);
   rng = o.seed * 2 + 1;
   rng_next (&rng);
   model_plant (o.plant);
@@ -297,7 +363,8 @@ main (int argc, char **argv)
   fc = (struct fault_cfg) { .list = list, .export_units = size / UNIT,
     .hot_units = (o.hot_kib << 10) / UNIT, .max_active = o.max_faults,
     .origin_read = o.origin_read, .origin_write = o.origin_write,
-    .spare_read = o.spare_read, .spare_write = o.spare_write };
+    .spare_read = o.spare_read, .spare_write = o.spare_write,
+    .delay = o.delay };
   if (fc.hot_units < 2 || fc.hot_units > fc.export_units)
     fc.hot_units = fc.export_units;
   if (strstr (reply, "\"mode\":\"internal\"")) {
@@ -324,7 +391,7 @@ main (int argc, char **argv)
     else
       faults_step (&rng);
     if (kills_done < (uint64_t) o.kills && now_ms () >= next_kill) {
-      if (crash_cycle (&sc, size) == -1) {
+      if (crash_cycle (&sc, size, &rng, &o, fc.hot_units) == -1) {
         report (&o, now_ms () - start, -1);
         return 2;
       }

@@ -113,6 +113,7 @@ struct server_cfg {
 };
 int server_start (struct server_cfg *cfg);
 void server_kill (void);        /* SIGKILL and reap */
+void server_kill_from_signal (void); /* SIGKILL only: async-signal-safe */
 int server_stop (void);         /* SIGTERM, bounded wait */
 const char *server_socket (void);
 const char *server_ctl (void);
@@ -130,6 +131,8 @@ struct client_cfg {
 };
 /* Starts the threads; they run until client_stop. */
 void clients_start (struct client_cfg *cfg, uint64_t seed);
+/* Sends half the requests to UNIT (UINT64_MAX: none). */
+void clients_focus (uint64_t unit);
 /* Tells them the server is about to die: errors are then expected. */
 void clients_server_dying (void);
 void clients_stop (void);
@@ -145,11 +148,13 @@ struct fault_cfg {
   uint64_t spare_first, spare_count; /* spare_count 0: none to fault */
   int max_active;
   /* Which classes of fault to inject. */
-  bool origin_read, origin_write, spare_read, spare_write;
+  bool origin_read, origin_write, spare_read, spare_write, delay;
 };
 void faults_init (struct fault_cfg *cfg);
 void faults_step (uint64_t *rng);   /* add or heal one */
 void faults_clear (void);
+/* Sets the delay of every write (0: none), replacing any. */
+void faults_delay_writes (uint64_t ms);
 uint64_t faults_injected (void);
 
 uint64_t rng_next (uint64_t *s);
