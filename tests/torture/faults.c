@@ -22,7 +22,7 @@
 
 #include "torture.h"
 
-#define MAX_FAULTS 64
+#define MAX_FAULTS 72            /* max_active, plus the temporary ones */
 #define SPARES_TARGETED 32      /* spares are used from the start */
 
 enum fkind { F_READ, F_WRITE, F_RW, F_READ_ONCE, F_WRITE_ONCE, NR_FKINDS,
@@ -80,8 +80,8 @@ void
 faults_init (struct fault_cfg *c)
 {
   cfg = *c;
-  if (cfg.max_active > MAX_FAULTS)
-    cfg.max_active = MAX_FAULTS;
+  if (cfg.max_active > MAX_FAULTS - 8)
+    cfg.max_active = MAX_FAULTS - 8;
   nr_active = 0;
   write_list ();
 }
@@ -226,6 +226,33 @@ faults_delay_writes (uint64_t ms)
     active[nr_active++] = f;
   write_list ();
   tell_model (&f, ms != 0);
+}
+
+bool
+faults_spares_unreadable (bool on)
+{
+  struct fault f = { .kind = F_READ, .spare = true,
+                     .first = cfg.spare_first,
+                     .last = cfg.spare_first + cfg.spare_count - 1 };
+
+  if (!cfg.spare_count)
+    return false;
+  if (on) {
+    tell_model (&f, true);
+    active[nr_active++] = f;
+    write_list ();
+    injected++;
+    return true;
+  }
+  for (int i = 0; i < nr_active; i++)
+    if (active[i].spare && active[i].kind == F_READ &&
+        active[i].first == f.first && active[i].last == f.last) {
+      active[i] = active[--nr_active];
+      write_list ();
+      tell_model (&f, false);
+      break;
+    }
+  return true;
 }
 
 void

@@ -384,15 +384,33 @@ print_op (uint64_t i)
            o->status == ST_FAILED ? strerror (o->err) : "");
 }
 
-/* The writes to the piece at OFF, the faults and commands for its
- * unit and the kills, from SINCE (or the last HISTORY_SHOWN writes)
- * to now, in tick order; READ is the read being reported.
+/* Does op O write the piece at OFF, or another part of its unit
+ * near the read (ticks from NEAR on), as a racing read-modify-write
+ * would?
+ */
+static bool
+relevant (const struct op *o, uint64_t off, uint64_t near)
+{
+  uint64_t u = off / UNIT * UNIT;
+
+  if (o->kind == OP_READ)
+    return false;
+  if (o->off <= off && off < o->off + o->len)
+    return true;
+  return o->end >= near && o->off < u + UNIT && u < o->off + o->len;
+}
+
+/* The writes to the piece at OFF (and those to the rest of its unit
+ * close to the read), the faults and commands for its unit and the
+ * kills, from SINCE (or the last HISTORY_SHOWN writes) to now, in
+ * tick order; READ is the read being reported.
  */
 static void
 print_history (uint64_t off, uint64_t since, uint64_t read)
 {
-  uint64_t shown = 0, first = nr_ops, e = 0, u = off / UNIT, from;
+  uint64_t shown = 0, first = nr_ops, e = 0, u = off / UNIT, from, near;
 
+  near = oplog[read].start > 200 ? oplog[read].start - 200 : 0;
   while (first > 1) {
     const struct op *o = &oplog[first - 1];
     if (o->kind != OP_READ && o->off <= off && off < o->off + o->len &&
@@ -401,14 +419,14 @@ print_history (uint64_t off, uint64_t since, uint64_t read)
     first--;
   }
   from = first < nr_ops ? oplog[first].start : 0;
-  fprintf (stderr, "  history (writes of this piece, events of its unit, "
-           "from tick %" PRIu64 "):\n", from);
+  fprintf (stderr, "  history (writes of this piece, other writes of its "
+           "unit from tick %" PRIu64 ", events of its unit, from tick %"
+           PRIu64 "):\n", near, from);
   while (e < nr_events && events[e].tick < from)
     e++;
   for (uint64_t i = first; i < nr_ops; i++) {
     const struct op *o = &oplog[i];
-    if (i != read && (o->kind == OP_READ || o->off > off ||
-                      off >= o->off + o->len))
+    if (i != read && !relevant (o, off, near))
       continue;
     for (; e < nr_events && events[e].tick < o->start; e++)
       if (events[e].unit == u || events[e].unit == UINT64_MAX)

@@ -219,15 +219,22 @@ unmap_thread (void *arg)
   return NULL;
 }
 
-/* Kills the server in the middle of an unmap of a unit that clients
- * are busy writing (with FUA, some of them): the moment at which the
- * table and the data disagree.
+/* Kills the server at a moment chosen to hurt: clients busy on one
+ * remapped unit (half their requests go there), whose spare may have
+ * just become unreadable (so that its data is lost and the next write
+ * moves it), with every write slowed down (in internal mode, table
+ * writes too: that widens the window between a change of the table
+ * in memory and its write), maybe during an unmap of it; the kill
+ * lands anywhere in that.  The temporary faults are healed after the
+ * restart's full read.
  */
 static void
-kill_during_unmap (uint64_t *rng, uint64_t hot_units, bool delay)
+focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
+              bool *spare_fault)
 {
   uint64_t u = rng_next (rng) % hot_units;
-  uint64_t ms = delay ? 5 + rng_next (rng) % 10 : 0;
+  uint64_t ms = o->delay ? 5 + rng_next (rng) % 10 : 0;
+  bool unmap = o->ctl && rng_next (rng) % 2;
   char cmd[64], reply[1024];
   pthread_t t;
 
@@ -235,21 +242,22 @@ kill_during_unmap (uint64_t *rng, uint64_t hot_units, bool delay)
   snprintf (cmd, sizeof cmd, "remap %" PRIu64, u);
   ctl_sent++;
   server_ctl_cmd (cmd, reply, sizeof reply);
-  model_event (u, "control %s, then unmap and SIGKILL during it", cmd);
+  model_event (u, "control %s, then a kill with requests focused on it", cmd);
+  *spare_fault = o->spare_read && rng_next (rng) % 2 &&
+    faults_spares_unreadable (true);
   clients_focus (u);
-  /* A delay of every write (internal mode: table writes too) widens
-   * the window between the unmap's change in memory and its table
-   * write; the kill lands anywhere in it.
-   */
   if (ms)
     faults_delay_writes (ms);
   sleep_ms (2 + rng_next (rng) % 20);
-  ctl_sent++;
-  pthread_create (&t, NULL, unmap_thread, &u);
+  if (unmap) {
+    ctl_sent++;
+    pthread_create (&t, NULL, unmap_thread, &u);
+  }
   usleep (rng_next (rng) % (3000 + ms * 6000));
   clients_server_dying ();
   server_kill ();
-  pthread_join (t, NULL);
+  if (unmap)
+    pthread_join (t, NULL);
   clients_focus (UINT64_MAX);
   if (ms)
     faults_delay_writes (0);
@@ -261,9 +269,11 @@ crash_cycle (struct server_cfg *sc, uint64_t size, uint64_t *rng,
              const struct options *o, uint64_t hot_units)
 {
   uint64_t v;
+  bool spare_fault = false;
+  int r;
 
-  if (o->ctl && rng_next (rng) % 2) {
-    kill_during_unmap (rng, hot_units, o->delay);
+  if ((o->ctl || o->delay) && rng_next (rng) % 2) {
+    focused_kill (rng, hot_units, o, &spare_fault);
     goto killed;
   }
   clients_server_dying ();
@@ -275,7 +285,10 @@ crash_cycle (struct server_cfg *sc, uint64_t size, uint64_t *rng,
   kills_done++;
   if (server_start (sc) == -1)
     return -1;
-  return clients_verify_all (size, &v);
+  r = clients_verify_all (size, &v);
+  if (spare_fault)
+    faults_spares_unreadable (false);
+  return r;
 }
 
 static void

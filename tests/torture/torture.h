@@ -153,6 +153,10 @@ struct fault_cfg {
 void faults_init (struct fault_cfg *cfg);
 void faults_step (uint64_t *rng);   /* add or heal one */
 void faults_clear (void);
+/* Makes the whole spare area fail reads, or heals that; false if
+ * there is no spare area to fault (external mode).
+ */
+bool faults_spares_unreadable (bool on);
 /* Sets the delay of every write (0: none), replacing any. */
 void faults_delay_writes (uint64_t ms);
 uint64_t faults_injected (void);
