@@ -112,6 +112,15 @@ pwrite (int fd, const void *buf, size_t count, off_t offset)
   return ret;
 }
 
+/* The same function under its large-file name (on 64-bit systems
+ * off_t is already 64 bits).
+ */
+ssize_t
+pwrite64 (int fd, const void *buf, size_t count, off_t offset)
+{
+  return pwrite (fd, buf, count, offset);
+}
+
 static int
 sync_and_forget (int fd, int (*real) (int))
 {
