@@ -137,7 +137,7 @@ static bool
 add_delay (uint64_t *s)
 {
   struct fault f = { .kind = F_DELAY_READ + rng_next (s) % 2,
-                     .first = 1 + rng_next (s) % 20 };
+                     .first = 1 + rng_next (s) % 6 };
 
   for (int i = 0; i < nr_active; i++)
     if (active[i].kind == f.kind)

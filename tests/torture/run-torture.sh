@@ -15,6 +15,10 @@
 #   TORTURE_CLASSES  fault classes (default all; see torture.c)
 #   TORTURE_SEED     a seed to replay (default: a new one per run)
 #   TORTURE_THREADS  client threads (default 4)
+#   TORTURE_KILLS    SIGKILLs per configuration (default: 12 a minute
+#                    in the light run, 14 in the long one)
+#   TORTURE_OPS      end each configuration after this many operations
+#                    (default: no limit; the seconds decide)
 #   TORTURE_ARGS     more arguments for every run (like
 #                    "--nbdkit-arg -D --nbdkit-arg remap.selftest_bug=1
 #                    --stop-early")
@@ -34,8 +38,8 @@ case $mode in
 esac
 per=$(( total / 4 ))
 [ $per -ge 3 ] || per=3
-kills=$(( per * kills_per_min / 60 ))
-[ $kills -ge 1 ] || kills=1
+kills=${TORTURE_KILLS:-$(( per * kills_per_min / 60 ))}
+[ $kills -ge 1 ] || [ -n "$TORTURE_KILLS" ] || kills=1
 
 found=0
 run ()
@@ -48,7 +52,8 @@ run ()
   timeout $(( per + 120 )) "$TORTURE" --dir "$dir" --seconds "$per" \
     --kills "$kills" --threads "${TORTURE_THREADS:-4}" \
     --classes "${TORTURE_CLASSES:-all}" \
-    ${TORTURE_SEED:+--seed "$TORTURE_SEED"} $TORTURE_ARGS "$@" \
+    ${TORTURE_SEED:+--seed "$TORTURE_SEED"} \
+    ${TORTURE_OPS:+--ops "$TORTURE_OPS"} $TORTURE_ARGS "$@" \
     >"$dir/out" 2>&1 || r=$?
   grep '^torture:' "$dir/out" || true
   case $r in

@@ -201,6 +201,7 @@ ctl_step (uint64_t *s, uint64_t hot_units)
   else
     snprintf (cmd, sizeof cmd, "sync");
   ctl_sent++;
+  model_event (which < 8 ? u : UINT64_MAX, "control %s sent", cmd);
   if (server_ctl_cmd (cmd, reply, sizeof reply) == -1) {
     ctl_failed++;
     snprintf (reply, sizeof reply, "(no reply)");
@@ -233,8 +234,8 @@ focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
               bool *spare_fault)
 {
   uint64_t u = rng_next (rng) % hot_units;
-  uint64_t ms = o->delay ? 5 + rng_next (rng) % 10 : 0;
-  bool unmap = o->ctl && rng_next (rng) % 2;
+  uint64_t ms = o->delay ? 3 + rng_next (rng) % 8 : 0;
+  bool unmap = o->ctl && rng_next (rng) % 3;
   char cmd[64], reply[1024];
   pthread_t t;
 
@@ -251,10 +252,12 @@ focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
   sleep_ms (2 + rng_next (rng) % 20);
   if (unmap) {
     ctl_sent++;
+    model_event (u, "control unmap %" PRIu64 " sent", u);
     pthread_create (&t, NULL, unmap_thread, &u);
   }
   usleep (rng_next (rng) % (3000 + ms * 6000));
   clients_server_dying ();
+  model_event (UINT64_MAX, "SIGKILL of the server");
   server_kill ();
   if (unmap)
     pthread_join (t, NULL);
