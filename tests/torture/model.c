@@ -731,6 +731,14 @@ model_planted (void)
 }
 
 void
+model_count_violation (void)
+{
+  pthread_mutex_lock (&lock);
+  stats.violations++;
+  pthread_mutex_unlock (&lock);
+}
+
+void
 model_get_stats (struct model_stats *st)
 {
   pthread_mutex_lock (&lock);

@@ -35,7 +35,7 @@
 #define START_LIMIT_MS 30000
 
 static pid_t wrapper = -1, nbdkit_pid = -1;
-static char sock[256], ctl[256], pidfile[256];
+static char sock[256], ctl[256], pidfile[256], logfile[256];
 
 const char *
 server_socket (void)
@@ -168,6 +168,7 @@ server_start (struct server_cfg *c)
   snprintf (ctl, sizeof ctl, "%s/ctl.sock", c->dir);
   snprintf (pidfile, sizeof pidfile, "%s/nbdkit.pid", c->dir);
   snprintf (log, sizeof log, "%s/nbdkit-%d.log", c->dir, c->generation);
+  memcpy (logfile, log, sizeof logfile);
   snprintf (arg_list, sizeof arg_list, "badsector-file=%s", c->list);
   snprintf (arg_ctl, sizeof arg_ctl, "remap-control=%s", ctl);
   snprintf (arg_disk, sizeof arg_disk, "%s", c->disk);
@@ -244,6 +245,16 @@ server_start (struct server_cfg *c)
            START_LIMIT_MS, log);
   server_kill ();
   return -1;
+}
+
+void
+server_print_log_tail (int lines)
+{
+  char cmd[600];
+
+  snprintf (cmd, sizeof cmd, "tail -n %d '%s' >&2", lines, logfile);
+  if (system (cmd) != 0)
+    fprintf (stderr, "torture: cannot read %s\n", logfile);
 }
 
 void

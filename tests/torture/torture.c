@@ -286,8 +286,14 @@ crash_cycle (struct server_cfg *sc, uint64_t size, uint64_t *rng,
   clients_stop ();
   model_crash ();
   kills_done++;
-  if (server_start (sc) == -1)
+  if (server_start (sc) == -1) {
+    /* Whatever a crash leaves, the server must start on it. */
+    model_count_violation ();
+    fprintf (stderr, "VIOLATION: the server does not start after the "
+             "SIGKILL; the end of its log:\n");
+    server_print_log_tail (5);
     return -1;
+  }
   r = clients_verify_all (size, &v);
   if (spare_fault)
     faults_spares_unreadable (false);
@@ -409,7 +415,8 @@ main (int argc, char **argv)
     if (kills_done < (uint64_t) o.kills && now_ms () >= next_kill) {
       if (crash_cycle (&sc, size, &rng, &o, fc.hot_units) == -1) {
         report (&o, now_ms () - start, -1);
-        return 2;
+        model_get_stats (&st);
+        return st.violations ? 1 : 2;
       }
       next_kill += kill_every;
       model_prune ();
@@ -431,7 +438,15 @@ main (int argc, char **argv)
   /* The end: a clean stop, a last start, a last full read. */
   stop_rc = server_stop ();
   model_crash ();
-  if (server_start (&sc) == -1 || clients_verify_all (size, &verify_v) == -1) {
+  if (server_start (&sc) == -1) {
+    model_count_violation ();
+    fprintf (stderr, "VIOLATION: the server does not start after its "
+             "SIGTERM; the end of its log:\n");
+    server_print_log_tail (5);
+    report (&o, now_ms () - start, stop_rc);
+    return 1;
+  }
+  if (clients_verify_all (size, &verify_v) == -1) {
     server_kill ();
     report (&o, now_ms () - start, stop_rc);
     return 2;

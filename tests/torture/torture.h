@@ -100,6 +100,8 @@ struct model_stats {
 };
 void model_get_stats (struct model_stats *st);
 void model_count_flush_error (void);
+/* A violation found outside the model (the server would not restart). */
+void model_count_violation (void);
 
 /* ---- The server (server.c). ---- */
 
@@ -112,6 +114,8 @@ struct server_cfg {
   int generation;               /* restarts so far, for log names */
 };
 int server_start (struct server_cfg *cfg);
+/* Prints the last lines of the log of the last server started. */
+void server_print_log_tail (int lines);
 void server_kill (void);        /* SIGKILL and reap */
 void server_kill_from_signal (void); /* SIGKILL only: async-signal-safe */
 int server_stop (void);         /* SIGTERM, bounded wait */
