@@ -735,6 +735,10 @@ model_count_violation (void)
 {
   pthread_mutex_lock (&lock);
   stats.violations++;
+  fprintf (stderr, "  the last events (faults, control commands, kills):\n");
+  for (uint64_t e = nr_events > 20 ? nr_events - 20 : 0; e < nr_events; e++)
+    fprintf (stderr, "    tick %" PRIu64 ": %s%s\n", events[e].tick,
+             events[e].what, events[e].unit == UINT64_MAX ? "" : " (unit)");
   pthread_mutex_unlock (&lock);
 }
 

@@ -16,7 +16,7 @@
 #   TORTURE_SEED     a seed to replay (default: a new one per run)
 #   TORTURE_THREADS  client threads (default 4)
 #   TORTURE_KILLS    SIGKILLs per configuration (default: 12 a minute
-#                    in the light run, 14 in the long one)
+#                    in the light run, 16 in the long one)
 #   TORTURE_OPS      end each configuration after this many operations
 #                    (default: no limit; the seconds decide)
 #   TORTURE_ARGS     more arguments for every run (like
@@ -32,8 +32,8 @@ requires timeout
 
 mode=${1:-light}
 case $mode in
-  light) total=${2:-54}; kills_per_min=12 ;;
-  long)  total=${2:-900}; kills_per_min=14 ;;
+  light) total=${2:-54}; kills_per_min=20; size=8 ;;
+  long)  total=${2:-900}; kills_per_min=16; size=16 ;;
   *) fail "usage: run-torture.sh light|long [SECONDS]" ;;
 esac
 per=$(( total / 4 ))
@@ -50,7 +50,7 @@ run ()
   echo "== $name: $per s, $kills kills"
   # The program bounds each server itself; this bounds the whole run.
   timeout $(( per + 120 )) "$TORTURE" --dir "$dir" --seconds "$per" \
-    --kills "$kills" --threads "${TORTURE_THREADS:-4}" \
+    --kills "$kills" --size "$size" --threads "${TORTURE_THREADS:-4}" \
     --classes "${TORTURE_CLASSES:-all}" \
     ${TORTURE_SEED:+--seed "$TORTURE_SEED"} \
     ${TORTURE_OPS:+--ops "$TORTURE_OPS"} $TORTURE_ARGS "$@" \

@@ -288,10 +288,10 @@ crash_cycle (struct server_cfg *sc, uint64_t size, uint64_t *rng,
   kills_done++;
   if (server_start (sc) == -1) {
     /* Whatever a crash leaves, the server must start on it. */
-    model_count_violation ();
     fprintf (stderr, "VIOLATION: the server does not start after the "
              "SIGKILL; the end of its log:\n");
     server_print_log_tail (5);
+    model_count_violation ();
     return -1;
   }
   r = clients_verify_all (size, &v);
@@ -439,10 +439,10 @@ main (int argc, char **argv)
   stop_rc = server_stop ();
   model_crash ();
   if (server_start (&sc) == -1) {
-    model_count_violation ();
     fprintf (stderr, "VIOLATION: the server does not start after its "
              "SIGTERM; the end of its log:\n");
     server_print_log_tail (5);
+    model_count_violation ();
     report (&o, now_ms () - start, stop_rc);
     return 1;
   }

@@ -100,7 +100,9 @@ struct model_stats {
 };
 void model_get_stats (struct model_stats *st);
 void model_count_flush_error (void);
-/* A violation found outside the model (the server would not restart). */
+/* A violation found outside the model (the server would not restart):
+ * counts it and prints the last events.
+ */
 void model_count_violation (void);
 
 /* ---- The server (server.c). ---- */
