@@ -495,7 +495,7 @@ plant (uint64_t off, uint32_t len, uint64_t rs, char *buf)
         else
           memset (buf + i, 0, PIECE);
         fprintf (stderr, "self-test: planting a stale read of piece %" PRIu64
-                 " (%s #%" PRIu64 ")\n", off + i, "write", pc->v[j].value);
+                 " (version %" PRIu64 ")\n", off + i, pc->v[j].value);
         planted_done = true;
         return;
       }

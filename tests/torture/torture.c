@@ -271,7 +271,6 @@ static int
 crash_cycle (struct server_cfg *sc, uint64_t size, uint64_t *rng,
              const struct options *o, uint64_t hot_units)
 {
-  uint64_t v;
   bool spare_fault = false;
   int r;
 
@@ -294,7 +293,7 @@ crash_cycle (struct server_cfg *sc, uint64_t size, uint64_t *rng,
     model_count_violation ();
     return -1;
   }
-  r = clients_verify_all (size, &v);
+  r = clients_verify_all (size);
   if (spare_fault)
     faults_spares_unreadable (false);
   return r;
@@ -347,7 +346,6 @@ main (int argc, char **argv)
   struct model_stats st;
   char disk[512], list[512], spare[512], reply[8192];
   uint64_t rng, start, deadline, next_kill, kill_every, next_prune, size;
-  uint64_t verify_v;
   int cycle = 0, rc, stop_rc;
 
   parse (&o, argc, argv);
@@ -446,7 +444,7 @@ main (int argc, char **argv)
     report (&o, now_ms () - start, stop_rc);
     return 1;
   }
-  if (clients_verify_all (size, &verify_v) == -1) {
+  if (clients_verify_all (size) == -1) {
     server_kill ();
     report (&o, now_ms () - start, stop_rc);
     return 2;

@@ -144,7 +144,7 @@ void clients_server_dying (void);
 void clients_stop (void);
 uint64_t clients_ops (void);
 /* One connection's full read of the export, checked and settled. */
-int clients_verify_all (uint64_t size, uint64_t *violations);
+int clients_verify_all (uint64_t size);
 
 /* ---- Faults (faults.c). ---- */
 
