@@ -242,8 +242,14 @@ focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
   model_maybe_remapped (u);
   snprintf (cmd, sizeof cmd, "remap %" PRIu64, u);
   ctl_sent++;
-  server_ctl_cmd (cmd, reply, sizeof reply);
-  model_event (u, "control %s, then a kill with requests focused on it", cmd);
+  model_event (u, "control %s sent (then a kill with requests focused on "
+               "it)", cmd);
+  if (server_ctl_cmd (cmd, reply, sizeof reply) == -1) {
+    ctl_failed++;
+    snprintf (reply, sizeof reply, "(no reply)");
+  }
+  reply[strcspn (reply, "\n")] = '\0';
+  model_event (u, "control %s: %.30s", cmd, reply);
   *spare_fault = o->spare_read && rng_next (rng) % 2 &&
     faults_spares_unreadable (true);
   clients_focus (u);
