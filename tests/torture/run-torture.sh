@@ -24,10 +24,16 @@
 #                    --stop-early")
 # Prints each run's report; on a violation, the first violations in
 # full and the seed to replay.  Exits 1 if any run found one.
-source "$(dirname "$0")/../functions.sh"
+_torture_dir=$(cd "$(dirname "$0")" && pwd)
+# tests/functions.sh finds the filters from tests/: give it the paths
+# when this script (one directory deeper) runs outside make check.
+: "${REMAP_FILTER:=$_torture_dir/../../filter/.libs/nbdkit-remap-filter.so}"
+: "${BADSECTOR_FILTER:=$_torture_dir/../badsector/.libs/nbdkit-badsector-filter.so}"
+: "${TORTURE:=$_torture_dir/torture}"
+export REMAP_FILTER BADSECTOR_FILTER
+source "$_torture_dir/../functions.sh"
 set -e
 requires timeout
-: "${TORTURE:=$_top_dir/tests/torture/torture}"
 [ -x "$TORTURE" ] || fail "$TORTURE not found (run make check first)"
 
 mode=${1:-light}

@@ -8,14 +8,21 @@
 # a filter without the knob, nothing is caught and this fails).
 # Every fault class is on, whatever TORTURE_CLASSES says.
 # make check-torture-knobs runs it.
-source "$(dirname "$0")/../functions.sh"
+_torture_dir=$(cd "$(dirname "$0")" && pwd)
+# tests/functions.sh finds the filters from tests/: give it the paths
+# when this script (one directory deeper) runs outside make check.
+: "${REMAP_FILTER:=$_torture_dir/../../filter/.libs/nbdkit-remap-filter.so}"
+: "${BADSECTOR_FILTER:=$_torture_dir/../badsector/.libs/nbdkit-badsector-filter.so}"
+: "${TORTURE:=$_torture_dir/torture}"
+export REMAP_FILTER BADSECTOR_FILTER
+source "$_torture_dir/../functions.sh"
 set -e
 missed=""
 for n in 1 4 5; do
   r=0
   TORTURE_CLASSES=all \
   TORTURE_ARGS="--stop-early --nbdkit-arg -D --nbdkit-arg remap.selftest_bug=$n" \
-    "$(dirname "$0")/run-torture.sh" light "${TORTURE_LIGHT_SECONDS:-54}" \
+    "$_torture_dir/run-torture.sh" light "${TORTURE_LIGHT_SECONDS:-54}" \
     >"$tmp/out-$n" 2>&1 || r=$?
   if grep -q '^VIOLATION: ' "$tmp/out-$n"; then
     echo "knob $n: caught"
