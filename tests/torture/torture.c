@@ -186,25 +186,43 @@ make_file (const char *path, uint64_t size)
 }
 
 static void
-ctl_step (uint64_t *s, uint64_t hot_units)
+ctl_step (uint64_t *s, uint64_t hot_units, bool delay)
 {
   char cmd[64], reply[4096];
   uint64_t u = rng_next (s) % hot_units;
   int which = rng_next (s) % 10;
+  bool focus = false;
 
   if (which < 4) {
     model_maybe_remapped (u);
     snprintf (cmd, sizeof cmd, "remap %" PRIu64, u);
+    /* Half the remaps race with writes to the same unit. */
+    focus = rng_next (s) % 2;
   }
   else if (which < 8)
     snprintf (cmd, sizeof cmd, "unmap %" PRIu64, u);
   else
     snprintf (cmd, sizeof cmd, "sync");
   ctl_sent++;
-  model_event (which < 8 ? u : UINT64_MAX, "control %s sent", cmd);
+  model_event (which < 8 ? u : UINT64_MAX, "control %s sent%s", cmd,
+               focus ? " (requests focused on it)" : "");
+  if (focus) {
+    /* Slowed down, a write that looked at the table before the remap
+     * began is still on its way to the origin while the remap copies.
+     */
+    if (delay)
+      faults_delay_writes (1 + rng_next (s) % 3);
+    clients_focus (u);
+    sleep_ms (1);
+  }
   if (server_ctl_cmd (cmd, reply, sizeof reply) == -1) {
     ctl_failed++;
     snprintf (reply, sizeof reply, "(no reply)");
+  }
+  if (focus) {
+    clients_focus (UINT64_MAX);
+    if (delay)
+      faults_delay_writes (0);
   }
   reply[strcspn (reply, "\n")] = '\0';
   model_event (which < 8 ? u : UINT64_MAX, "control %s: %.30s", cmd, reply);
@@ -244,6 +262,7 @@ focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
   ctl_sent++;
   model_event (u, "control %s sent (then a kill with requests focused on "
                "it)", cmd);
+  clients_focus (u);
   if (server_ctl_cmd (cmd, reply, sizeof reply) == -1) {
     ctl_failed++;
     snprintf (reply, sizeof reply, "(no reply)");
@@ -252,7 +271,6 @@ focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
   model_event (u, "control %s: %.30s", cmd, reply);
   *spare_fault = o->spare_read && rng_next (rng) % 2 &&
     faults_spares_unreadable (true);
-  clients_focus (u);
   if (ms)
     faults_delay_writes (ms);
   sleep_ms (2 + rng_next (rng) % 20);
@@ -413,7 +431,7 @@ main (int argc, char **argv)
   while (now_ms () < deadline && clients_ops () < o.ops) {
     sleep_ms (rng_next (&rng) % (2 * o.step_ms));
     if (o.ctl && rng_next (&rng) % 4 == 0)
-      ctl_step (&rng, fc.hot_units);
+      ctl_step (&rng, fc.hot_units, o.delay);
     else
       faults_step (&rng);
     if (kills_done < (uint64_t) o.kills && now_ms () >= next_kill) {
