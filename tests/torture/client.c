@@ -35,6 +35,7 @@ static int running;
 static bool stop, dying;
 static uint64_t ops;
 static uint64_t focus = UINT64_MAX; /* a unit most requests go to */
+static int focus_writers;           /* clients 0..N-1 go there */
 
 uint64_t
 rng_next (uint64_t *s)
@@ -56,14 +57,16 @@ below (uint64_t *s, uint64_t n)
 
 /* A random PIECE-aligned range of the export. */
 static void
-pick_range (uint64_t *s, uint64_t *off, uint32_t *len)
+pick_range (uint64_t *s, int me, uint64_t *off, uint32_t *len)
 {
   uint64_t area = below (s, 10) < 7 ? cfg.hot : cfg.size;
   uint64_t f = __atomic_load_n (&focus, __ATOMIC_SEQ_CST);
   uint32_t pieces;
   int shape = below (s, 10);
 
-  if (f != UINT64_MAX && below (s, 2)) {
+  if (f != UINT64_MAX && me < __atomic_load_n (&focus_writers,
+                                               __ATOMIC_SEQ_CST) &&
+      below (s, 2)) {
     /* Part or all of the focus unit. */
     pieces = 1 + below (s, PIECES_PER_UNIT);
     *len = pieces * PIECE;
@@ -124,7 +127,15 @@ client_thread (void *arg)
     int r, err, which = below (&s, 100);
     bool fua = can_fua && below (&s, 100) < 20;
 
-    pick_range (&s, &off, &len);
+    /* While focused, the others flush often: flushes racing with
+     * writes to one remapped unit are what a flush that skips the
+     * spare's sync gets wrong.
+     */
+    if (__atomic_load_n (&focus, __ATOMIC_SEQ_CST) != UINT64_MAX &&
+        me >= __atomic_load_n (&focus_writers, __ATOMIC_SEQ_CST) &&
+        below (&s, 100) < 30)
+      which = 99;
+    pick_range (&s, me, &off, &len);
     count (&ops, 1);
     if (which < 40) {
       start = torture_tick ();
@@ -196,8 +207,9 @@ clients_start (struct client_cfg *c, uint64_t seed)
 }
 
 void
-clients_focus (uint64_t unit)
+clients_focus (uint64_t unit, int writers)
 {
+  __atomic_store_n (&focus_writers, writers, __ATOMIC_SEQ_CST);
   __atomic_store_n (&focus, unit, __ATOMIC_SEQ_CST);
 }
 

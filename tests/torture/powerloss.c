@@ -12,6 +12,9 @@
  * a power cut would have left it, with nothing written since its last
  * sync.
  *
+ * TORTURE_POWERLOSS_DELAY_US makes each write to the file wait up to
+ * that long first, like a slow device: flushes then race with writes.
+ *
  * One mutex covers "save the old bytes, write the new" and "sync,
  * empty the journal", so that a write is either before a sync (and
  * durable) or after it (and undone).  The file is recognised by
@@ -84,6 +87,27 @@ journal_write (const void *p, size_t n)
     abort ();                   /* an undo that cannot be kept */
 }
 
+/* A slow spare device: each write to the file first waits up to
+ * TORTURE_POWERLOSS_DELAY_US microseconds (random), with no lock
+ * held, so that flushes run while writes are on their way.
+ */
+static void
+slow_down (void)
+{
+  static __thread uint64_t x;
+  const char *max = getenv ("TORTURE_POWERLOSS_DELAY_US");
+  long us = max ? atol (max) : 0;
+
+  if (us <= 0)
+    return;
+  if (!x)
+    x = (uint64_t) pthread_self () | 1;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  usleep (x % us);
+}
+
 ssize_t
 pwrite (int fd, const void *buf, size_t count, off_t offset)
 {
@@ -94,10 +118,15 @@ pwrite (int fd, const void *buf, size_t count, off_t offset)
 
   init ();
   pthread_mutex_lock (&lock);
-  if (!is_target (fd) || fstat (fd, &st) == -1) {
+  if (!is_target (fd)) {
     pthread_mutex_unlock (&lock);
     return real_pwrite (fd, buf, count, offset);
   }
+  pthread_mutex_unlock (&lock);
+  slow_down ();
+  pthread_mutex_lock (&lock);
+  if (fstat (fd, &st) == -1)
+    abort ();
   old = malloc (count ? count : 1);
   got = old ? pread (fd, old, count, offset) : -1;
   if (got < 0)

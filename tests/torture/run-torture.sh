@@ -15,10 +15,13 @@
 #   TORTURE_CLASSES  fault classes (default all; see torture.c)
 #   TORTURE_SEED     a seed to replay (default: a new one per run)
 #   TORTURE_THREADS  client threads (default 4)
-#   TORTURE_KILLS    SIGKILLs per configuration (default: 12 a minute
+#   TORTURE_KILLS    SIGKILLs per configuration (default: 30 a minute
 #                    in the light run, 16 in the long one)
 #   TORTURE_OPS      end each configuration after this many operations
 #                    (default: no limit; the seconds decide)
+#   TORTURE_CONFIGS  which configurations (default: internal external
+#                    internal-powerloss external-powerloss); the time
+#                    is shared among them
 #   TORTURE_ARGS     more arguments for every run (like
 #                    "--nbdkit-arg -D --nbdkit-arg remap.selftest_bug=1
 #                    --stop-early")
@@ -38,11 +41,13 @@ requires timeout
 
 mode=${1:-light}
 case $mode in
-  light) total=${2:-54}; kills_per_min=20; size=8 ;;
+  light) total=${2:-54}; kills_per_min=30; size=8 ;;
   long)  total=${2:-900}; kills_per_min=16; size=16 ;;
   *) fail "usage: run-torture.sh light|long [SECONDS]" ;;
 esac
-per=$(( total / 4 ))
+configs=${TORTURE_CONFIGS:-internal external internal-powerloss external-powerloss}
+nconfigs=$(echo $configs | wc -w)
+per=$(( total / nconfigs ))
 [ $per -ge 3 ] || per=3
 kills=${TORTURE_KILLS:-$(( per * kills_per_min / 60 ))}
 [ $kills -ge 1 ] || [ -n "$TORTURE_KILLS" ] || kills=1
@@ -76,9 +81,14 @@ run ()
   esac
 }
 
-run internal
-run external --external
-run internal-powerloss --powerloss
-run external-powerloss --external --powerloss
+for c in $configs; do
+  case $c in
+    internal) run internal ;;
+    external) run external --external ;;
+    internal-powerloss) run internal-powerloss --powerloss ;;
+    external-powerloss) run external-powerloss --external --powerloss ;;
+    *) fail "unknown configuration $c" ;;
+  esac
+done
 [ $found -eq 0 ] || fail "violations found (above)"
 echo "$test_name: no violations"

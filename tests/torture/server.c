@@ -147,6 +147,7 @@ preload_powerloss (const char *spare, const char *journal)
   setenv ("LD_PRELOAD", pre, 1);
   setenv ("TORTURE_POWERLOSS_FILE", spare, 1);
   setenv ("TORTURE_POWERLOSS_JOURNAL", journal, 1);
+  setenv ("TORTURE_POWERLOSS_DELAY_US", "2000", 0);
 }
 
 int

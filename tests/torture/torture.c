@@ -49,6 +49,7 @@
 
 #define MAX_EXTRA 16
 #define PRUNE_EVERY_MS 3000
+#define MAX_WRITERS 1000        /* every client */
 
 struct options {
   uint64_t seed, ops, size_mib, hot_kib;
@@ -212,7 +213,7 @@ ctl_step (uint64_t *s, uint64_t hot_units, bool delay)
      */
     if (delay)
       faults_delay_writes (1 + rng_next (s) % 3);
-    clients_focus (u);
+    clients_focus (u, MAX_WRITERS);
     sleep_ms (1);
   }
   if (server_ctl_cmd (cmd, reply, sizeof reply) == -1) {
@@ -220,7 +221,7 @@ ctl_step (uint64_t *s, uint64_t hot_units, bool delay)
     snprintf (reply, sizeof reply, "(no reply)");
   }
   if (focus) {
-    clients_focus (UINT64_MAX);
+    clients_focus (UINT64_MAX, 0);
     if (delay)
       faults_delay_writes (0);
   }
@@ -243,8 +244,9 @@ unmap_thread (void *arg)
  * just become unreadable (so that its data is lost and the next write
  * moves it), with every write slowed down (in internal mode, table
  * writes too: that widens the window between a change of the table
- * in memory and its write), maybe during an unmap of it; the kill
- * lands anywhere in that.  The temporary faults are healed after the
+ * in memory and its write), maybe during an unmap of it, or (power
+ * cuts) a little after the writes to it stopped while flushes went
+ * on; the kill lands anywhere in that.  The temporary faults are healed after the
  * restart's full read.
  */
 static void
@@ -253,7 +255,11 @@ focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
 {
   uint64_t u = rng_next (rng) % hot_units;
   uint64_t ms = o->delay ? 3 + rng_next (rng) % 8 : 0;
-  bool unmap = o->ctl && rng_next (rng) % 3;
+  /* What the kill interrupts: writes to the unit, an unmap of it, or
+   * (power cuts) the flushes after the writes stopped.
+   */
+  int what = rng_next (rng) % (o->powerloss ? 3 : 2);
+  bool unmap = o->ctl && what == 1, quiet = what == 2;
   char cmd[64], reply[1024];
   pthread_t t;
 
@@ -262,7 +268,10 @@ focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
   ctl_sent++;
   model_event (u, "control %s sent (then a kill with requests focused on "
                "it)", cmd);
-  clients_focus (u);
+  /* One writer (power cuts, half the time): a flush that claims a
+   * spare write it did not sync is not rescued by the next writer's.
+   */
+  clients_focus (u, o->powerloss && rng_next (rng) % 2 ? 1 : MAX_WRITERS);
   if (server_ctl_cmd (cmd, reply, sizeof reply) == -1) {
     ctl_failed++;
     snprintf (reply, sizeof reply, "(no reply)");
@@ -280,12 +289,19 @@ focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
     pthread_create (&t, NULL, unmap_thread, &u);
   }
   usleep (rng_next (rng) % (3000 + ms * 6000));
+  if (quiet) {
+    /* Writes to the unit stop, flushes go on: a spare write that a
+     * flush claimed to cover but did not sync stays unsynced now.
+     */
+    clients_focus (UINT64_MAX, 0);
+    sleep_ms (5 + rng_next (rng) % 20);
+  }
   clients_server_dying ();
   model_event (UINT64_MAX, "SIGKILL of the server");
   server_kill ();
   if (unmap)
     pthread_join (t, NULL);
-  clients_focus (UINT64_MAX);
+  clients_focus (UINT64_MAX, 0);
   if (ms)
     faults_delay_writes (0);
 }
@@ -298,7 +314,7 @@ crash_cycle (struct server_cfg *sc, uint64_t size, uint64_t *rng,
   bool spare_fault = false;
   int r;
 
-  if ((o->ctl || o->delay) && rng_next (rng) % 2) {
+  if ((o->ctl || o->delay) && rng_next (rng) % 4 < (o->powerloss ? 3 : 2)) {
     focused_kill (rng, hot_units, o, &spare_fault);
     goto killed;
   }

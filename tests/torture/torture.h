@@ -137,8 +137,10 @@ struct client_cfg {
 };
 /* Starts the threads; they run until client_stop. */
 void clients_start (struct client_cfg *cfg, uint64_t seed);
-/* Sends half the requests to UNIT (UINT64_MAX: none). */
-void clients_focus (uint64_t unit);
+/* Clients 0 to WRITERS-1 send half their requests to UNIT, the
+ * others flush more often (UNIT UINT64_MAX: back to normal).
+ */
+void clients_focus (uint64_t unit, int writers);
 /* Tells them the server is about to die: errors are then expected. */
 void clients_server_dying (void);
 void clients_stop (void);
