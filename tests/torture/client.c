@@ -36,6 +36,7 @@ static bool stop, dying;
 static uint64_t ops;
 static uint64_t focus = UINT64_MAX; /* a unit most requests go to */
 static int focus_writers;           /* clients 0..N-1 go there */
+static bool quiet;                  /* no writes: reads and flushes */
 
 uint64_t
 rng_next (uint64_t *s)
@@ -135,6 +136,8 @@ client_thread (void *arg)
         me >= __atomic_load_n (&focus_writers, __ATOMIC_SEQ_CST) &&
         below (&s, 100) < 30)
       which = 99;
+    if (__atomic_load_n (&quiet, __ATOMIC_SEQ_CST) && which >= 40)
+      which = 99;
     pick_range (&s, me, &off, &len);
     count (&ops, 1);
     if (which < 40) {
@@ -197,7 +200,7 @@ clients_start (struct client_cfg *c, uint64_t seed)
   cfg = *c;
   if (cfg.threads > MAX_THREADS)
     cfg.threads = MAX_THREADS;
-  stop = dying = false;
+  stop = dying = quiet = false;
   for (int i = 0; i < cfg.threads; i++) {
     seeds[i] = seed * 1000003 + i * 7919 + 1;
     rng_next (&seeds[i]);
@@ -211,6 +214,12 @@ clients_focus (uint64_t unit, int writers)
 {
   __atomic_store_n (&focus_writers, writers, __ATOMIC_SEQ_CST);
   __atomic_store_n (&focus, unit, __ATOMIC_SEQ_CST);
+}
+
+void
+clients_quiet (bool on)
+{
+  __atomic_store_n (&quiet, on, __ATOMIC_SEQ_CST);
 }
 
 void

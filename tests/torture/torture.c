@@ -258,8 +258,8 @@ focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
   /* What the kill interrupts: writes to the unit, an unmap of it, or
    * (power cuts) the flushes after the writes stopped.
    */
-  int what = rng_next (rng) % (o->powerloss ? 3 : 2);
-  bool unmap = o->ctl && what == 1, quiet = what == 2;
+  int what = rng_next (rng) % (o->powerloss ? 4 : 2);
+  bool unmap = o->ctl && what == 1, quiet = what >= 2;
   char cmd[64], reply[1024];
   pthread_t t;
 
@@ -268,10 +268,10 @@ focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
   ctl_sent++;
   model_event (u, "control %s sent (then a kill with requests focused on "
                "it)", cmd);
-  /* One writer (power cuts, half the time): a flush that claims a
-   * spare write it did not sync is not rescued by the next writer's.
+  /* Before a quiet end, one writer: a flush that claims a spare write
+   * it did not sync is then not rescued by another writer's.
    */
-  clients_focus (u, o->powerloss && rng_next (rng) % 2 ? 1 : MAX_WRITERS);
+  clients_focus (u, quiet ? 1 : MAX_WRITERS);
   if (server_ctl_cmd (cmd, reply, sizeof reply) == -1) {
     ctl_failed++;
     snprintf (reply, sizeof reply, "(no reply)");
@@ -290,9 +290,10 @@ focused_kill (uint64_t *rng, uint64_t hot_units, const struct options *o,
   }
   usleep (rng_next (rng) % (3000 + ms * 6000));
   if (quiet) {
-    /* Writes to the unit stop, flushes go on: a spare write that a
-     * flush claimed to cover but did not sync stays unsynced now.
+    /* Writes stop, flushes go on: a spare write that a flush claimed
+     * to cover but did not sync stays unsynced now.
      */
+    clients_quiet (true);
     clients_focus (UINT64_MAX, 0);
     sleep_ms (5 + rng_next (rng) % 20);
   }

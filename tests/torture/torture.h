@@ -141,6 +141,8 @@ void clients_start (struct client_cfg *cfg, uint64_t seed);
  * others flush more often (UNIT UINT64_MAX: back to normal).
  */
 void clients_focus (uint64_t unit, int writers);
+/* No writes while ON: only reads and flushes. */
+void clients_quiet (bool on);
 /* Tells them the server is about to die: errors are then expected. */
 void clients_server_dying (void);
 void clients_stop (void);
