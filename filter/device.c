@@ -347,12 +347,27 @@ layout_param (const struct remap_options *opt)
     : "remap";
 }
 
+/* The layout a format gives the store. */
+static int
+compute_layout (struct remap_geometry *geo, const struct remap_options *opt,
+                uint64_t disk_size, uint32_t sector_size, uint32_t spares)
+{
+  char why[512];
+
+  if (remap_geometry_compute (geo, opt->internal, disk_size, sector_size,
+                              spares, why, sizeof why) == -1) {
+    nbdkit_error ("%s: cannot lay out the spare area: %s",
+                    layout_param (opt), why);
+    return -1;
+  }
+  return 0;
+}
+
 static int
 format_store (struct remap_device *dev, const struct remap_options *opt,
               uint64_t disk_size, uint32_t sector_size, uint32_t spares)
 {
   struct remap_geometry geo;
-  char why[512];
   int err;
 
   if (opt->readonly) {
@@ -360,12 +375,8 @@ format_store (struct remap_device *dev, const struct remap_options *opt,
                   "so it cannot be formatted", opt->store_name);
     return -1;
   }
-  if (remap_geometry_compute (&geo, opt->internal, disk_size, sector_size,
-                              spares, why, sizeof why) == -1) {
-    nbdkit_error ("%s: cannot lay out the spare area: %s",
-                    layout_param (opt), why);
+  if (compute_layout (&geo, opt, disk_size, sector_size, spares) == -1)
     return -1;
-  }
   if (build_state (dev, &geo, NULL, 0) == -1)
     return -1;
   if (remap_metadata_format (&dev->md, &err) == -1) {
@@ -513,7 +524,7 @@ remap_device_open (const struct remap_options *opt,
     if (check_format_allowed (opt, store) == -1)
       goto error;
     if (opt->probe)
-      return dev;
+      goto probed_format;
     if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
       goto error;
     remap_health_check_spares (dev);
@@ -538,7 +549,7 @@ remap_device_open (const struct remap_options *opt,
                                 sector_size, spares) == -1)
       goto error;
     if (opt->probe)
-      return dev;
+      goto probed_format;
     if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
       goto error;
     remap_health_check_spares (dev);
@@ -584,6 +595,13 @@ remap_device_open (const struct remap_options *opt,
   remap_health_check_spares (dev);
   return dev;
 
+  /* A probe of a store that would be formatted gets the layout the
+   * format would give (dev->geo), so that the caller can check its
+   * parameters against it before anything is written.
+   */
+ probed_format:
+  if (compute_layout (&dev->geo, opt, disk_size, sector_size, spares) == 0)
+    return dev;
  error:
   free (lr.entries);
   remap_device_free (dev);

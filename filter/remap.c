@@ -131,8 +131,8 @@ close_shared_next (void)
  * connects and made durable in one metadata write.
  */
 /* A sector past the end of the disk at the smallest sector size is
- * refused before the disk is opened, so that a typo formats nothing;
- * the exact check against the export follows in apply_requests.
+ * refused before the disk is opened; the exact check against the
+ * layout (check_add_ranges) follows in the probe, before a format.
  */
 static int
 check_add_ranges_fit (uint64_t disk_size)
@@ -150,11 +150,26 @@ check_add_ranges_fit (uint64_t disk_size)
   return 0;
 }
 
+/* The exact check, against the layout loaded (or about to be
+ * formatted: the probe makes it before the format writes anything).
+ */
+static int
+check_add_ranges (const struct remap_geometry *geo)
+{
+  for (size_t i = 0; i < params.add_ranges.len; i++)
+    if (params.add_ranges.v[i].last >= geo->data_sectors) {
+      nbdkit_error ("remap-add: sector %" PRIu64 " is past the end of the "
+                    "disk (it has %" PRIu64 " sectors of %" PRIu32 " bytes)",
+                    params.add_ranges.v[i].last, geo->data_sectors,
+                    geo->sector_size);
+      return -1;
+    }
+  return 0;
+}
+
 static int
 apply_requests (struct remap_device *dev)
 {
-  const uint64_t sectors = dev->geo.data_sectors;
-  const uint32_t ss = dev->geo.sector_size;
   int err;
 
   if (params.add_ranges.len == 0 && params.ddrescue_bytes.len == 0)
@@ -163,14 +178,10 @@ apply_requests (struct remap_device *dev)
     nbdkit_error ("remap-add and remap-ddrescue need a writable disk");
     return -1;
   }
+  if (check_add_ranges (&dev->geo) == -1)
+    return -1;
   for (size_t i = 0; i < params.add_ranges.len; i++) {
     const struct remap_range *r = &params.add_ranges.v[i];
-    if (r->last >= sectors) {
-      nbdkit_error ("remap-add: sector %" PRIu64 " is past the end of the "
-                    "disk (it has %" PRIu64 " sectors of %" PRIu32 " bytes)",
-                    r->last, sectors, ss);
-      return -1;
-    }
     if (remap_device_add (dev, &shared_origin, r->first, r->last,
                           &err) == -1) {
       nbdkit_error ("remap-add: remapping sectors %" PRIu64 "-%" PRIu64
@@ -274,7 +285,7 @@ probe (nbdkit_backend *backend)
   opt.probe = true;
   opt.readonly = false;
   dev = remap_device_open (&opt, store, store_size, disk_size);
-  r = dev ? 0 : -1;
+  r = dev && check_add_ranges (&dev->geo) == 0 ? 0 : -1;
  out:
   remap_device_free (dev);
   remap_file_close (&file, params.spare_path, false);

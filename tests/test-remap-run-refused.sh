@@ -96,6 +96,13 @@ stop_server "$sock"
 
 refused_run after "$tmp/log6" "past the end" "$formatted" \
   --filter="$REMAP_FILTER" file "$formatted" remap-add=99999999
+# A sector inside the blank disk but past the export that its region
+# would leave (the first sector of the region: the layout is the one
+# the same disk size gave $formatted): refused against that layout,
+# before the format writes the region (the image stays blank).
+export_sectors=$(( $(le_u64 "$formatted" $(( $(header_b "$formatted") + 48 ))) / 4096 ))
+refused_run after "$tmp/log6a" "past the end" "$blank" \
+  --filter="$REMAP_FILTER" file "$blank" remap-add=$export_sectors
 
 spare=$tmp/spare.bin
 head -c 1M /dev/urandom >"$spare"
