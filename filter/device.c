@@ -122,6 +122,28 @@ check_identity (const struct remap_options *opt,
                 const struct remap_geometry *geo, uint64_t disk_size,
                 uint32_t want_spares)
 {
+  /* A disk resized by less than a sector still has its region at its
+   * end: say so, since remap-format=yes would be the wrong way out.
+   */
+  if (opt->internal && disk_size > geo->disk_size) {
+    nbdkit_error ("%s grew by %" PRIu64 " bytes since its remap metadata "
+                  "was made for a disk of %" PRIu64 " bytes, too little to "
+                  "move the remap region.  Give the disk back its size, or "
+                  "put nbdkit-truncate-filter truncate=%" PRIu64 " below "
+                  "this filter; or grow it by the size of the region more "
+                  "and run 'remapctl --disk=DISK move-region'",
+                  opt->store_name, disk_size - geo->disk_size,
+                  geo->disk_size, geo->disk_size);
+    return -1;
+  }
+  if (opt->internal && disk_size < geo->disk_size) {
+    nbdkit_error ("%s shrank by %" PRIu64 " bytes since its remap metadata "
+                  "was made for a disk of %" PRIu64 " bytes.  Give the "
+                  "disk back its size to use its remaps",
+                  opt->store_name, geo->disk_size - disk_size,
+                  geo->disk_size);
+    return -1;
+  }
   if (geo->disk_size != disk_size) {
     nbdkit_error ("%s was formatted for a disk of %" PRIu64 " bytes, but "
                   "the plugin's disk is %" PRIu64 " bytes: this is not the "
