@@ -374,6 +374,10 @@ remap_after_fork (nbdkit_backend *backend)
 {
   if (probe (backend) == -1) {
     refuse ();
+    /* nbdkit exits without .cleanup: the socket bound in get_ready
+     * must not outlive us.
+     */
+    remap_control_stop ();
     return -1;
   }
   return 0;

@@ -85,7 +85,10 @@ grown=$tmp/grown.img
 cp "$formatted" "$grown"
 truncate -s 65M "$grown"
 refused_run after "$tmp/log5" "was it grown" "$grown" \
-  --filter="$REMAP_FILTER" file "$grown"
+  --filter="$REMAP_FILTER" file "$grown" remap-control="$tmp/ctl5"
+# nbdkit exits without the filter's cleanup here: the control socket
+# bound before the fork is removed by the refusal itself.
+[ ! -e "$tmp/ctl5" ] || fail "the control socket outlived a refused start"
 
 # A disk in use by another server is refused before the fork: the
 # store lock is taken before anything is read.
