@@ -609,8 +609,14 @@ remap_device_open (const struct remap_options *opt,
       nbdkit_error ("remap: warning: repairing the metadata of %s (%s)",
                     opt->store_name, what);
       remap_sync_mark_changed (dev->sync);
-      if (remap_sync_now (dev->sync) == -1)
+      if (remap_sync_now (dev->sync) == -1) {
+        nbdkit_error ("remap: the metadata of %s could not be repaired: no "
+                      "copy could be written anywhere, so this server could "
+                      "not make a remap durable; refusing to start.  Start "
+                      "nbdkit with -r to serve the disk read-only from the "
+                      "copy in use", opt->store_name);
         goto error;
+      }
     }
   }
   free (lr.entries);
