@@ -144,13 +144,20 @@ check_identity (const struct remap_options *opt,
                   geo->disk_size);
     return -1;
   }
+  /* A spare file cannot tell another disk from this one resized. */
   if (geo->disk_size != disk_size) {
+    char truncate_hint[128] = "";
+    if (disk_size > geo->disk_size)
+      snprintf (truncate_hint, sizeof truncate_hint, ", or put "
+                "nbdkit-truncate-filter truncate=%" PRIu64 " below this "
+                "filter", geo->disk_size);
     nbdkit_error ("%s was formatted for a disk of %" PRIu64 " bytes, but "
-                  "the plugin's disk is %" PRIu64 " bytes: this is not the "
-                  "remap metadata of this disk.  Use the right %s, or "
-                  "remap-format=yes to start a new, empty table",
-                  opt->store_name, geo->disk_size, disk_size,
-                  opt->internal ? "disk" : "spare file");
+                  "the plugin's disk is %" PRIu64 " bytes: either it is "
+                  "another disk's spare file (give this disk's), or the "
+                  "disk was resized (give it back its size%s).  "
+                  "remap-format=yes would start a new, empty table, "
+                  "discarding every remap in it",
+                  opt->store_name, geo->disk_size, disk_size, truncate_hint);
     return -1;
   }
   if (opt->sector_size && opt->sector_size != geo->sector_size) {
