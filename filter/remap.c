@@ -107,6 +107,7 @@ static int
 remap_get_ready (int thread_model)
 {
   remap_next_configure (thread_model, params.plugin_cache);
+  remap_listeners_note_server ();
   if (remap_store_lock_take () == -1 || check_spare_file () == -1)
     return -1;
   if (params.metrics_path &&

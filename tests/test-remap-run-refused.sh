@@ -113,6 +113,24 @@ chmod 600 "$spare"
 refused_run after "$tmp/log7" "not remap metadata" "$spare" \
   --filter="$REMAP_FILTER" file "$blank" remap-spare="$spare"
 
+# Under -u (root only): a refusal after nbdkit dropped privileges still
+# ends --run (the server can no longer look at its root parent in
+# /proc); and a metrics file that the new user cannot write is refused
+# after the fork, when nbdkit has changed user, not at the first
+# client, after the format.
+if [ "$(id -u)" -eq 0 ] && getent group nogroup >/dev/null; then
+  chmod 711 "$tmp"
+  mkdir "$tmp/nobody" "$tmp/rootonly"
+  chmod 700 "$tmp/rootonly"
+  truncate -s 64M "$tmp/nobody/blank.img"
+  chown -R nobody "$tmp/nobody"
+  refused_run after "$tmp/log7u" "read-only" "$tmp/nobody/blank.img" \
+    -u nobody -g nogroup -r --filter="$REMAP_FILTER" \
+    file "$tmp/nobody/blank.img"
+else
+  echo "$test_name: the -u part skipped: needs root and nogroup"
+fi
+
 # 3. At the first client, when nbdkit says whether it is read-only: a
 #    blank disk, remap-add, remap-format=yes under -r.
 refused_run after "$tmp/log8" "read-only" "$blank" \
