@@ -123,10 +123,11 @@ if [ "$(id -u)" -eq 0 ] && getent group nogroup >/dev/null; then
   mkdir "$tmp/nobody" "$tmp/rootonly"
   chmod 700 "$tmp/rootonly"
   truncate -s 64M "$tmp/nobody/blank.img"
+  cp "$data" "$tmp/nobody/data.img"
   chown -R nobody "$tmp/nobody"
-  refused_run after "$tmp/log7u" "read-only" "$tmp/nobody/blank.img" \
-    -u nobody -g nogroup -r --filter="$REMAP_FILTER" \
-    file "$tmp/nobody/blank.img"
+  refused_run after "$tmp/log7u" "holds data" "$tmp/nobody/data.img" \
+    -u nobody -g nogroup --filter="$REMAP_FILTER" \
+    file "$tmp/nobody/data.img"
 else
   echo "$test_name: the -u part skipped: needs root and nogroup"
 fi
