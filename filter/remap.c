@@ -373,7 +373,13 @@ refuse (void)
 static int
 remap_after_fork (nbdkit_backend *backend)
 {
-  if (probe (backend) == -1) {
+  /* The metrics file is tried again: nbdkit changed user (-u, -g)
+   * since get_ready, and the file is written as the new one, from
+   * the first client on, when a blank disk has just been formatted.
+   */
+  if ((params.metrics_path &&
+       remap_metrics_file_check (params.metrics_path) == -1) ||
+      probe (backend) == -1) {
     refuse ();
     /* nbdkit exits without .cleanup: the socket bound in get_ready
      * must not outlive us.

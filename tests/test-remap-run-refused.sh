@@ -128,6 +128,9 @@ if [ "$(id -u)" -eq 0 ] && getent group nogroup >/dev/null; then
   refused_run after "$tmp/log7u" "holds data" "$tmp/nobody/data.img" \
     -u nobody -g nogroup --filter="$REMAP_FILTER" \
     file "$tmp/nobody/data.img"
+  refused_run after "$tmp/log7a" "remap-metrics-file" "$tmp/nobody/blank.img" \
+    -u nobody -g nogroup --filter="$REMAP_FILTER" \
+    file "$tmp/nobody/blank.img" remap-metrics-file="$tmp/rootonly/m.prom"
 else
   echo "$test_name: the -u part skipped: needs root and nogroup"
 fi
