@@ -83,7 +83,11 @@ check_spare_file (void)
   if (params.options.internal || params.options.format ||
       (access (params.spare_path, F_OK) == -1 && errno == ENOENT))
     return 0;
-  if (remap_file_open (&file, "remap-spare", params.spare_path, 0) == -1)
+  /* As a spare file: a link or a file that another account could have
+   * placed is refused before it is opened, and before the fork.
+   */
+  if (remap_file_open (&file, "remap-spare", params.spare_path,
+                       REMAP_FILE_SPARE) == -1)
     return -1;
   remap_metadata_load (&file.io, file.size, false,
                        params.options.sector_size, 0, &lr);
@@ -278,7 +282,8 @@ probe (nbdkit_backend *backend)
       r = 0;
       goto out;
     }
-    if (remap_file_open (&file, "remap-spare", params.spare_path, 0) == -1)
+    if (remap_file_open (&file, "remap-spare", params.spare_path,
+                         REMAP_FILE_SPARE) == -1)
       goto out;
     store = &file.io;
     store_size = file.size;

@@ -113,11 +113,12 @@ chmod 600 "$spare"
 refused_run after "$tmp/log7" "not remap metadata" "$spare" \
   --filter="$REMAP_FILTER" file "$blank" remap-spare="$spare"
 
-# Under -u (root only): a refusal after nbdkit dropped privileges still
-# ends --run (the server can no longer look at its root parent in
-# /proc); and a metrics file that the new user cannot write is refused
-# after the fork, when nbdkit has changed user, not at the first
-# client, after the format.
+# As root, with another account (nobody): a refusal after nbdkit -u
+# dropped privileges still ends --run (the server can no longer look
+# at its root parent in /proc); a metrics file that the new user
+# cannot write is refused after the fork, when nbdkit has changed
+# user, not at the first client, after the format; a spare file link
+# that nobody placed is refused before the fork.
 if [ "$(id -u)" -eq 0 ] && getent group nogroup >/dev/null; then
   chmod 711 "$tmp"
   mkdir "$tmp/nobody" "$tmp/rootonly"
@@ -131,6 +132,16 @@ if [ "$(id -u)" -eq 0 ] && getent group nogroup >/dev/null; then
   refused_run after "$tmp/log7a" "remap-metrics-file" "$tmp/nobody/blank.img" \
     -u nobody -g nogroup --filter="$REMAP_FILTER" \
     file "$tmp/nobody/blank.img" remap-metrics-file="$tmp/rootonly/m.prom"
+  # A spare file reached through a link that another account placed:
+  # refused before the fork, never opened (as root) to be read.
+  start_server sock "$tmp/log-good" --filter="$REMAP_FILTER" file "$blank" \
+    remap-spare="$tmp/good.spare"
+  stop_server "$sock"
+  ln -s "$tmp/good.spare" "$tmp/nobody/link.spare"
+  chown -h nobody "$tmp/nobody/link.spare"
+  refused_run before "$tmp/log7l" "symbolic link that another account" \
+    "$tmp/good.spare" --filter="$REMAP_FILTER" file "$blank" \
+    remap-spare="$tmp/nobody/link.spare"
 else
   echo "$test_name: the -u part skipped: needs root and nogroup"
 fi
