@@ -8,12 +8,23 @@
  * and goes out as the client reads, within REPLY_SECONDS or the client
  * is dropped.  It stops like the sync thread: flag, wake (a byte down
  * a pipe), join.
+ *
+ * It starts after the fork, before the table is loaded (the first NBD
+ * client's .preconnect loads it), so that the socket answers and the
+ * metrics file exists while no client has come.  Until then commands
+ * run with no device (see command.h).  remap_control_attach hands over
+ * the device under the lock, and the thread reads the pointer under
+ * the lock for every command and every metrics write.  The device is
+ * freed only after remap_control_stop has joined the thread, and one
+ * that failed to load is never attached, so the thread never sees a
+ * device that is going away.  The metrics file has three writers (the
+ * thread, attach and stop); metrics_lock lets one write at a time, so
+ * that an older text never replaces a newer one.
  */
 #include <config.h>
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -28,17 +39,16 @@
 #include <nbdkit-filter.h>
 
 #include "cleanup.h"
+#include "command.h"
 #include "control.h"
 #include "metricsfile.h"
 #include "report.h"
 
 #define MAX_CLIENTS 16
-#define MAX_LINE 4096
+#define MAX_LINE REMAP_COMMAND_MAX_LINE
 #define IDLE_SECONDS 30
 #define REPLY_SECONDS 10        /* to take a whole reply, or be dropped */
 #define METRICS_INTERVAL 5      /* seconds between periodic writes */
-#define LIST_DEFAULT 100
-#define LIST_MAX 10000
 
 /* A client with a reply not yet taken (out.len > out_done) is polled
  * for POLLOUT only: its next commands wait in buf until the reply has
@@ -63,14 +73,16 @@ static struct {
   bool cancelled;               /* under lock */
   bool running;
   pthread_mutex_t lock;
+  pthread_mutex_t metrics_lock; /* held while the metrics file is written */
   pthread_t thread;
-  struct remap_device *dev;
-  const struct remap_io *origin;
+  struct remap_device *dev;     /* under lock: NULL until attached */
+  const struct remap_io *origin;  /* under lock */
   struct client *clients[MAX_CLIENTS];
   time_t metrics_written;
   uint64_t metrics_syncs;
 } ctl = { .listen_fd = -1, .wake = { -1, -1 },
-          .lock = PTHREAD_MUTEX_INITIALIZER };
+          .lock = PTHREAD_MUTEX_INITIALIZER,
+          .metrics_lock = PTHREAD_MUTEX_INITIALIZER };
 
 static time_t
 now_seconds (void)
@@ -184,150 +196,14 @@ remap_control_listen (const char *path)
   return 0;
 }
 
-/* Parses a whole token as a decimal number. */
-static bool
-parse_number (const char *s, uint64_t *v)
+/* The device and the plugin once attached, NULL before. */
+static struct remap_device *
+attached (const struct remap_io **origin)
 {
-  char *end;
-
-  if (s == NULL || *s < '0' || *s > '9')
-    return false;
-  errno = 0;
-  *v = strtoull (s, &end, 10);
-  return errno == 0 && *end == '\0';
-}
-
-static void
-reply_error (struct remap_buf *reply, const char *msg)
-{
-  remap_buf_printf (reply, "{\"ok\":false,\"error\":");
-  remap_buf_json_string (reply, msg);
-  remap_buf_printf (reply, "}");
-}
-
-static bool
-parse_sector (struct remap_device *dev, const char *arg, uint64_t *sector,
-              struct remap_buf *reply)
-{
-  char msg[256];
-
-  if (!parse_number (arg, sector)) {
-    reply_error (reply, "expected a sector number");
-    return false;
-  }
-  if (*sector >= dev->geo.data_sectors) {
-    snprintf (msg, sizeof msg, "sector %" PRIu64 " is past the end of the "
-              "disk (it has %" PRIu64 " sectors)", *sector,
-              dev->geo.data_sectors);
-    reply_error (reply, msg);
-    return false;
-  }
-  return true;
-}
-
-static void
-reply_sector (struct remap_device *dev, uint64_t sector,
-              struct remap_buf *reply)
-{
-  struct remap_entry e;
-
-  remap_buf_printf (reply, "{\"ok\":true,\"sector\":%" PRIu64, sector);
-  if (!remap_table_lookup (dev->table, sector, &e))
-    remap_buf_printf (reply, ",\"state\":\"normal\"}");
-  else if (e.state == REMAP_STATE_REMAPPED)
-    remap_buf_printf (reply, ",\"state\":\"remapped\",\"spare\":%" PRIu32 "}",
-                      e.spare);
-  else
-    remap_buf_printf (reply, ",\"state\":\"pending\"}");
-}
-
-void
-remap_control_execute (struct remap_device *dev,
-                       const struct remap_io *origin, const char *line,
-                       struct remap_buf *reply)
-{
-  char copy[MAX_LINE + 1], *save = NULL, *args[4] = { NULL };
-  int nargs = 0, err;
-  uint64_t sector, from = 0, count = LIST_DEFAULT;
-  char msg[256];
-
-  snprintf (copy, sizeof copy, "%s", line);
-  for (char *tok = strtok_r (copy, " \t\r", &save); tok && nargs < 4;
-       tok = strtok_r (NULL, " \t\r", &save))
-    args[nargs++] = tok;
-  if (nargs == 0) {
-    reply_error (reply, "empty command; try help");
-    return;
-  }
-  if (strtok_r (NULL, " \t\r", &save) != NULL || nargs == 4) {
-    reply_error (reply, "too many arguments; try help");
-    return;
-  }
-
-  if (strcmp (args[0], "help") == 0 && nargs == 1)
-    remap_buf_printf (reply, "{\"ok\":true,\"commands\":["
-                      "\"status\",\"list [FROM [COUNT]]\","
-                      "\"remap SECTOR\",\"unmap SECTOR\",\"sync\","
-                      "\"help\"]}");
-  else if (strcmp (args[0], "status") == 0 && nargs == 1)
-    remap_report_status (dev, reply);
-  else if (strcmp (args[0], "list") == 0) {
-    if ((nargs > 1 && !parse_number (args[1], &from)) ||
-        (nargs > 2 && (!parse_number (args[2], &count) || count == 0 ||
-                       count > LIST_MAX))) {
-      snprintf (msg, sizeof msg, "usage: list [FROM [COUNT]], COUNT 1 to %d",
-                LIST_MAX);
-      reply_error (reply, msg);
-      return;
-    }
-    remap_report_list (dev, from, count, reply);
-  }
-  else if ((strcmp (args[0], "remap") == 0 ||
-            strcmp (args[0], "unmap") == 0) && dev->opt.readonly)
-    reply_error (reply, "the server is read-only: nothing can be remapped "
-                 "or unmapped");
-  else if (strcmp (args[0], "remap") == 0 && nargs == 2) {
-    if (!parse_sector (dev, args[1], &sector, reply))
-      return;
-    if (remap_device_add (dev, origin, sector, sector, &err) == -1 ||
-        remap_device_sync (dev, &err) == -1) {
-      snprintf (msg, sizeof msg, "remapping sector %" PRIu64 " failed: %s",
-                sector, strerror (err));
-      reply_error (reply, msg);
-      return;
-    }
-    reply_sector (dev, sector, reply);
-  }
-  else if (strcmp (args[0], "unmap") == 0 && nargs == 2) {
-    if (!parse_sector (dev, args[1], &sector, reply))
-      return;
-    if (remap_device_unmap (dev, origin, sector, &err) == -1) {
-      if (err == ENOENT)
-        snprintf (msg, sizeof msg, "sector %" PRIu64 " is not remapped",
-                  sector);
-      else if (err == EIO)
-        snprintf (msg, sizeof msg, "sector %" PRIu64 " does not keep data "
-                  "yet (write or verify failed); it stays remapped", sector);
-      else
-        snprintf (msg, sizeof msg, "unmapping sector %" PRIu64 " failed: %s",
-                  sector, strerror (err));
-      reply_error (reply, msg);
-      return;
-    }
-    reply_sector (dev, sector, reply);
-  }
-  else if (strcmp (args[0], "sync") == 0 && nargs == 1) {
-    if (remap_device_sync (dev, &err) == -1) {
-      snprintf (msg, sizeof msg, "sync failed: %s", strerror (err));
-      reply_error (reply, msg);
-      return;
-    }
-    remap_buf_printf (reply, "{\"ok\":true,\"generation\":%" PRIu64 "}",
-                      __atomic_load_n (&dev->md.generation,
-                                       __ATOMIC_RELAXED));
-  }
-  else
-    reply_error (reply, "unknown command or wrong arguments; try help");
+  LOCK_FOR_SCOPE (&ctl.lock);
+  if (origin)
+    *origin = ctl.origin;
+  return ctl.dev;
 }
 
 static void
@@ -388,9 +264,13 @@ run_lines (struct client *c)
          (nl = memchr (c->buf, '\n', c->len)) != NULL) {
     *nl = '\0';
     if (memchr (c->buf, '\0', nl - c->buf))
-      reply_error (&c->out, "the command contains a NUL byte");
-    else
-      remap_control_execute (ctl.dev, ctl.origin, c->buf, &c->out);
+      remap_buf_printf (&c->out, "{\"ok\":false,\"error\":\"the command "
+                        "contains a NUL byte\"}");
+    else {
+      const struct remap_io *origin;
+      struct remap_device *dev = attached (&origin);
+      remap_control_execute (dev, origin, c->buf, &c->out);
+    }
     remap_buf_printf (&c->out, "\n");
     if (c->out.failed) {
       remap_buf_free (&c->out);
@@ -466,10 +346,11 @@ accept_client (void)
 static int
 replace_metrics (void)
 {
+  LOCK_FOR_SCOPE (&ctl.metrics_lock);
   struct remap_buf text = { 0 };
   int r = -1;
 
-  remap_report_metrics (ctl.dev, &text);
+  remap_report_metrics (attached (NULL), &text);
   if (text.failed)
     errno = ENOMEM;
   else
@@ -495,12 +376,14 @@ write_metrics (void)
 static void
 maybe_write_metrics (void)
 {
-  struct remap_sync_stats st;
+  struct remap_device *dev = attached (NULL);
+  struct remap_sync_stats st = { 0 };
   time_t now = now_seconds ();
 
   if (ctl.metrics_path == NULL)
     return;
-  remap_sync_get_stats (ctl.dev->sync, &st);
+  if (dev)
+    remap_sync_get_stats (dev->sync, &st);
   if (now - ctl.metrics_written >= METRICS_INTERVAL ||
       (st.syncs != ctl.metrics_syncs && now > ctl.metrics_written)) {
     write_metrics ();
@@ -522,6 +405,8 @@ cancelled (void)
 static void *
 control_thread (void *vp)
 {
+  bool listening = ctl.listen_fd >= 0;
+
   (void) vp;
   while (!cancelled ()) {
     struct pollfd pfd[MAX_CLIENTS + 2];
@@ -530,7 +415,7 @@ control_thread (void *vp)
     time_t now = now_seconds ();
 
     pfd[n++] = (struct pollfd) { .fd = ctl.wake[0], .events = POLLIN };
-    if (ctl.listen_fd >= 0)
+    if (listening)
       pfd[n++] = (struct pollfd) { .fd = ctl.listen_fd, .events = POLLIN };
     for (int i = 0; i < MAX_CLIENTS; i++) {
       struct client *c = ctl.clients[i];
@@ -553,11 +438,22 @@ control_thread (void *vp)
       for (int k = 1; k < n; k++) {
         if (!pfd[k].revents)
           continue;
-        if (pfd[k].fd == ctl.listen_fd)
+        if (pfd[k].fd != ctl.listen_fd) {
+          if (ctl.clients[map[k]])
+            serve_client (map[k]);
+        }
+        /* A server refusing to start shuts its listening sockets
+         * down (listeners.c), this one too: it would poll ready
+         * for ever.  The clients already connected are still served.
+         */
+        else if (pfd[k].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+          nbdkit_debug ("remap-control: the socket was shut down: no "
+                        "new control clients");
+          listening = false;
+        }
+        else
           while (accept_client ())
             ;
-        else if (ctl.clients[map[k]])
-          serve_client (map[k]);
       }
     }
     maybe_write_metrics ();
@@ -566,15 +462,12 @@ control_thread (void *vp)
 }
 
 int
-remap_control_start (struct remap_device *dev, const struct remap_io *origin,
-                     const char *metrics_path)
+remap_control_start (const char *metrics_path)
 {
   int err;
 
   if (ctl.listen_fd == -1 && metrics_path == NULL)
     return 0;
-  ctl.dev = dev;
-  ctl.origin = origin;
   if (metrics_path && (ctl.metrics_path = strdup (metrics_path)) == NULL) {
     nbdkit_error ("strdup: %m");
     return -1;
@@ -599,6 +492,22 @@ remap_control_start (struct remap_device *dev, const struct remap_io *origin,
   return 0;
 }
 
+/* The metrics file shows the table at once, not at the next periodic
+ * write: a collector that looks after the first client was served
+ * finds it there.
+ */
+void
+remap_control_attach (struct remap_device *dev,
+                      const struct remap_io *origin)
+{
+  pthread_mutex_lock (&ctl.lock);
+  ctl.dev = dev;
+  ctl.origin = origin;
+  pthread_mutex_unlock (&ctl.lock);
+  if (ctl.metrics_path)
+    write_metrics ();
+}
+
 void
 remap_control_stop (void)
 {
@@ -613,6 +522,10 @@ remap_control_stop (void)
     if (ctl.metrics_path)
       write_metrics ();
   }
+  pthread_mutex_lock (&ctl.lock);
+  ctl.dev = NULL;
+  ctl.origin = NULL;
+  pthread_mutex_unlock (&ctl.lock);
   for (int i = 0; i < MAX_CLIENTS; i++)
     if (ctl.clients[i])
       drop_client (i);

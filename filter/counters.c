@@ -11,8 +11,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "device.h"
+#include "sector.h"
 
 static uint64_t next_device_id = 1;
 
@@ -98,4 +100,93 @@ remap_device_counter (struct remap_device *dev, enum remap_counter c)
   for (unsigned i = 0; i < used; i++)
     sum += __atomic_load_n (&dev->slots[i].v[c], __ATOMIC_RELAXED);
   return sum;
+}
+
+/* Windows (sector.h).  The same slot as the counters: opening and
+ * closing one costs two stores to a line only this thread writes and
+ * one fence, no lock and no shared cache line.
+ */
+static void
+window_open (struct remap_device *dev, struct remap_counter_slot *slot,
+             enum remap_window_kind kind, unsigned *side)
+{
+  if (slot)
+    __atomic_store_n (&slot->window[kind], slot->window[kind] + 1,
+                      __ATOMIC_RELAXED);
+  else {
+    /* Shared by threads beyond the slots: counted in one of two
+     * counters, the one the drains do not wait for at the moment.
+     */
+    *side = __atomic_load_n (&dev->windows_side[kind], __ATOMIC_RELAXED);
+    __atomic_fetch_add (&dev->windows_unslotted[kind][*side], 1,
+                        __ATOMIC_RELAXED);
+  }
+  /* Pairs with the fence in remap_windows_drain: either what the
+   * thread looks at next shows the change, or the drain sees the
+   * window.
+   */
+  __atomic_thread_fence (__ATOMIC_SEQ_CST);
+}
+
+struct remap_counter_slot *
+remap_window_open (struct remap_device *dev, enum remap_window_kind kind,
+                   unsigned *side)
+{
+  struct remap_counter_slot *slot = thread_slot (dev);
+
+  window_open (dev, slot, kind, side);
+  return slot;
+}
+
+struct remap_counter_slot *
+remap_count_write_open (struct remap_device *dev, uint64_t n,
+                        unsigned *side)
+{
+  struct remap_counter_slot *slot = thread_slot (dev);
+
+  slot_add (dev, slot, REMAP_COUNTER_WRITES, 1);
+  slot_add (dev, slot, REMAP_COUNTER_BYTES_WRITTEN, n);
+  window_open (dev, slot, REMAP_WINDOW_WRITE, side);
+  return slot;
+}
+
+static void
+nap (void)
+{
+  const struct timespec ts = { .tv_nsec = 50000 };
+  nanosleep (&ts, NULL);
+}
+
+void
+remap_windows_drain (struct remap_device *dev, enum remap_window_kind kind)
+{
+  unsigned used, side;
+
+  if (kind == REMAP_WINDOW_WRITE && remap_debug_selftest_bug == 4) return;
+  __atomic_thread_fence (__ATOMIC_SEQ_CST);
+  used = __atomic_load_n (&dev->nr_slots, __ATOMIC_RELAXED);
+  if (used > REMAP_COUNTER_SLOTS)
+    used = REMAP_COUNTER_SLOTS;
+  /* A slot's window that is open now closes by changing its value;
+   * a window opened after the fence sees the change, so the one seen
+   * here is all there is to wait for: new windows never delay us.
+   */
+  for (unsigned i = 0; i < used; i++) {
+    uint64_t *w = &dev->slots[i].window[kind];
+    uint64_t seen = __atomic_load_n (w, __ATOMIC_ACQUIRE);
+    if (seen & 1)
+      while (__atomic_load_n (w, __ATOMIC_ACQUIRE) == seen)
+        nap ();
+  }
+  /* The shared counters: new windows go to the other side while we
+   * wait for this one to empty, so they cannot starve us either.  One
+   * drain of a kind at a time, or two could keep swapping sides.
+   */
+  pthread_mutex_lock (&dev->drain_lock[kind]);
+  side = __atomic_load_n (&dev->windows_side[kind], __ATOMIC_RELAXED);
+  __atomic_store_n (&dev->windows_side[kind], side ^ 1, __ATOMIC_SEQ_CST);
+  while (__atomic_load_n (&dev->windows_unslotted[kind][side],
+                          __ATOMIC_ACQUIRE))
+    nap ();
+  pthread_mutex_unlock (&dev->drain_lock[kind]);
 }

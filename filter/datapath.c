@@ -18,6 +18,7 @@
 #include "cleanup.h"
 #include "device.h"
 #include "recovery.h"
+#include "sector.h"
 
 static bool
 may_touch (const struct remap_device *dev, uint32_t count, uint64_t offset)
@@ -26,9 +27,9 @@ may_touch (const struct remap_device *dev, uint32_t count, uint64_t offset)
                                 (offset + count - 1) >> dev->sector_shift);
 }
 
-/* The walk holds the unmap lock (shared) from its first lookup to its
- * last span, so a sector it saw remapped keeps its spare until the
- * request is done: an unmap waits for it (see device.h).
+/* The walk runs in a walk window from its first lookup to its last
+ * span, so a sector it saw remapped keeps its spare until the request
+ * is done: an unmap waits for it (sector.h).
  */
 static int walk_spans (struct remap_device *dev, uint32_t count,
                        uint64_t offset, remap_span_fn span_fn,
@@ -39,11 +40,13 @@ remap_device_walk (struct remap_device *dev, uint32_t count,
                    uint64_t offset, remap_span_fn span_fn, void *opaque,
                    int *err)
 {
+  unsigned side = 0;
+  struct remap_counter_slot *slot =
+    remap_window_open (dev, REMAP_WINDOW_WALK, &side);
   int r;
 
-  pthread_rwlock_rdlock (&dev->unmap_lock);
   r = walk_spans (dev, count, offset, span_fn, opaque, err);
-  pthread_rwlock_unlock (&dev->unmap_lock);
+  remap_window_close (dev, slot, REMAP_WINDOW_WALK, side);
   return r;
 }
 
@@ -146,26 +149,58 @@ remap_device_pread (struct remap_device *dev, const struct remap_io *origin,
   return r;
 }
 
-/* One run of ordinary sectors to the origin, with recovery: the
- * whole of a request that the summary says touches no entry.
+/* What follows an origin write of a run of normal sectors: remap-verify,
+ * or recovery per sector of a failure.
  */
 static int
-write_run (struct remap_device *dev, const struct remap_io *origin,
-           const void *buf, uint32_t len, uint64_t offset, uint32_t flags,
-           int *err)
+after_origin_write (struct remap_device *dev, const struct remap_io *origin,
+                    const void *buf, uint32_t len, uint64_t offset,
+                    uint32_t flags, int r, int *err)
 {
-  int r;
-
-  if (buf)
-    r = origin->pwrite (origin->opaque, buf, len, offset, flags, err);
-  else
-    r = origin->zero (origin->opaque, len, offset, flags, err);
   if (r == 0)
     return dev->opt.verify
       ? remap_verify_run (dev, origin, buf, len, offset, flags, err) : 0;
   if (*err != EIO)
     return -1;
-  return remap_recover_write_run (dev, origin, buf, len, offset, flags, err);
+  return remap_write_per_unit (dev, origin, buf, len, offset, flags, true,
+                               err);
+}
+
+static int
+origin_write (const struct remap_io *origin, const void *buf, uint32_t len,
+              uint64_t offset, uint32_t flags, int *err)
+{
+  if (buf)
+    return origin->pwrite (origin->opaque, buf, len, offset, flags, err);
+  return origin->zero (origin->opaque, len, offset, flags, err);
+}
+
+/* A run of sectors in which the walk found no entry.  The look is
+ * repeated inside a write window, which makes the look and the origin
+ * write one step for a move that begins meanwhile (sector.h): either
+ * this write sees the move's entry and goes per unit, under the unit
+ * locks, or the move waits until this write is on the origin.
+ */
+static int
+write_clear_run (struct remap_device *dev, const struct remap_io *origin,
+                 const void *buf, uint32_t len, uint64_t offset,
+                 uint32_t flags, int *err)
+{
+  unsigned side = 0;
+  struct remap_counter_slot *slot =
+    remap_window_open (dev, REMAP_WINDOW_WRITE, &side);
+  struct remap_entry e;
+  int r;
+
+  if (remap_table_next (dev->table, offset >> dev->sector_shift,
+                        (offset + len - 1) >> dev->sector_shift, &e)) {
+    remap_window_close (dev, slot, REMAP_WINDOW_WRITE, side);
+    return remap_write_per_unit (dev, origin, buf, len, offset, flags, false,
+                                 err);
+  }
+  r = origin_write (origin, buf, len, offset, flags, err);
+  remap_window_close (dev, slot, REMAP_WINDOW_WRITE, side);
+  return after_origin_write (dev, origin, buf, len, offset, flags, r, err);
 }
 
 static int
@@ -177,26 +212,22 @@ write_span (void *vp, uint64_t offset, uint32_t len,
     (const unsigned char *) rq->wbuf + (offset - rq->offset) : NULL;
 
   if (e == NULL)
-    return write_run (rq->dev, rq->origin, buf, len, offset, rq->flags, err);
-  rq->touched_entry = true;
-  if (e->state == REMAP_STATE_PENDING)
-    return remap_pending_write (rq->dev, rq->origin, e->sector, buf, len,
-                                offset, rq->flags, err);
-  return remap_spare_write (rq->dev, rq->origin, e, buf, len, offset,
+    return write_clear_run (rq->dev, rq->origin, buf, len, offset,
                             rq->flags, err);
+  rq->touched_entry = true;
+  return remap_unit_write (rq->dev, rq->origin, e->sector, buf, len, offset,
+                           rq->flags, false, err);
 }
 
-/* A FUA write that touched a remapped sector also needs its table
- * entry to be durable.
+/* A FUA write is durable only with every table change made before it
+ * ended: an entry it touched, and one it no longer sees (an unmap
+ * whose table is not written yet would bring the old spare back after
+ * a crash, without this write's data).
  */
 static int
-finish_write (struct request *rq, int r, int *err)
+fua_wait (struct remap_device *dev, int r, uint32_t flags, int *err)
 {
-  struct remap_device *dev = rq->dev;
-
-  if (rq->touched_entry)
-    remap_bump (dev, REMAP_COUNTER_REDIRECTED, 1);
-  if (r == 0 && rq->touched_entry && (rq->flags & REMAP_FLAG_FUA) &&
+  if (r == 0 && (flags & REMAP_FLAG_FUA) &&
       remap_sync_wait (dev->sync, remap_sync_current (dev->sync)) == -1) {
     *err = errno;
     r = -1;
@@ -205,14 +236,39 @@ finish_write (struct request *rq, int r, int *err)
 }
 
 static int
+finish_write (struct request *rq, int r, int *err)
+{
+  if (rq->touched_entry)
+    remap_bump (rq->dev, REMAP_COUNTER_REDIRECTED, 1);
+  return fua_wait (rq->dev, r, rq->flags, err);
+}
+
+/* The fast path: the window opens before the summary is looked at (see
+ * write_clear_run); it costs two stores to this thread's counter slot
+ * and a fence.
+ */
+static int
 write_or_zero (struct remap_device *dev, const struct remap_io *origin,
                const void *buf, uint32_t count, uint64_t offset,
                uint32_t flags, int *err)
 {
-  remap_count_request (dev, REMAP_COUNTER_WRITES,
-                       REMAP_COUNTER_BYTES_WRITTEN, count);
-  if (!may_touch (dev, count, offset))
-    return write_run (dev, origin, buf, count, offset, flags, err);
+  unsigned side = 0;
+  struct remap_counter_slot *slot = remap_count_write_open (dev, count,
+                                                            &side);
+  int r;
+
+  if (!may_touch (dev, count, offset)) {
+    if (buf)
+      r = origin->pwrite (origin->opaque, buf, count, offset, flags, err);
+    else
+      r = origin->zero (origin->opaque, count, offset, flags, err);
+    remap_window_close (dev, slot, REMAP_WINDOW_WRITE, side);
+    if (r == 0 && !dev->opt.verify && !(flags & REMAP_FLAG_FUA))
+      return 0;
+    r = after_origin_write (dev, origin, buf, count, offset, flags, r, err);
+    return fua_wait (dev, r, flags, err);
+  }
+  remap_window_close (dev, slot, REMAP_WINDOW_WRITE, side);
 
   struct request rq = { .dev = dev, .origin = origin, .offset = offset,
                         .wbuf = buf, .flags = flags };
@@ -302,18 +358,58 @@ remap_device_cache (struct remap_device *dev, const struct remap_io *origin,
   return remap_device_walk (dev, count, offset, cache_span, &rq, err);
 }
 
+/* One flush of the store at a time, shared: a caller waits for a
+ * round that began after it did (a round already running may have
+ * begun before a spare write this caller must cover was done), and
+ * fails if that round, or a later one it waited through, failed.  A
+ * round skips the flush if no spare write completed since the last
+ * round began (write_spare_raw marks the store dirty after the write).
+ */
+static int
+flush_store (struct remap_device *dev, int *err)
+{
+  uint64_t want;
+  int r = 0;
+
+  pthread_mutex_lock (&dev->flush_lock);
+  want = dev->flush_started + 1;
+  while (dev->flush_done < want) {
+    if (dev->flush_running) {
+      pthread_cond_wait (&dev->flush_cond, &dev->flush_lock);
+      continue;
+    }
+    uint64_t round = ++dev->flush_started;
+    int round_r = 0, round_err = 0;
+    dev->flush_running = true;
+    pthread_mutex_unlock (&dev->flush_lock);
+    if (__atomic_exchange_n (&dev->store_dirty, false, __ATOMIC_ACQ_REL) &&
+        (round_r = remap_io_flush (dev->store, &round_err)) == -1)
+      __atomic_store_n (&dev->store_dirty, true, __ATOMIC_RELEASE);
+    pthread_mutex_lock (&dev->flush_lock);
+    dev->flush_running = false;
+    dev->flush_done = round;
+    if (round_r == -1) {
+      dev->flush_failed = round;
+      dev->flush_errno = round_err;
+    }
+    pthread_cond_broadcast (&dev->flush_cond);
+  }
+  if (dev->flush_failed >= want) {
+    *err = dev->flush_errno;
+    r = -1;
+  }
+  pthread_mutex_unlock (&dev->flush_lock);
+  return r;
+}
+
 int
 remap_device_flush (struct remap_device *dev, const struct remap_io *origin,
                     int *err)
 {
   if (remap_io_flush (origin, err) == -1)
     return -1;
-  if (origin->opaque != dev->store->opaque &&
-      __atomic_exchange_n (&dev->store_dirty, false, __ATOMIC_ACQ_REL) &&
-      remap_io_flush (dev->store, err) == -1) {
-    __atomic_store_n (&dev->store_dirty, true, __ATOMIC_RELEASE);
+  if (origin->opaque != dev->store->opaque && flush_store (dev, err) == -1)
     return -1;
-  }
   if (remap_sync_wait (dev->sync, remap_sync_current (dev->sync)) == -1) {
     *err = errno;
     return -1;

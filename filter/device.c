@@ -26,6 +26,7 @@
  * retired spare with its numbers.
  */
 NBDKIT_DLL_PUBLIC int remap_debug_verbose = 0;
+NBDKIT_DLL_PUBLIC int remap_debug_selftest_bug = 0;
 
 #define FINAL_SYNC_BUDGET_NS (500 * UINT64_C (1000000))
 
@@ -457,10 +458,13 @@ device_new (const struct remap_options *opt, const struct remap_io *store)
     return NULL;
   }
   pthread_mutex_init (&dev->remap_lock, NULL);
-  pthread_mutex_init (&dev->relocate_lock, NULL);
-  pthread_rwlock_init (&dev->unmap_lock, NULL);
+  for (int i = 0; i < REMAP_UNIT_STRIPES; i++)
+    pthread_mutex_init (&dev->unit_locks[i], NULL);
   pthread_mutex_init (&dev->health_lock, NULL);
-  pthread_cond_init (&dev->remap_cond, NULL);
+  pthread_mutex_init (&dev->flush_lock, NULL);
+  pthread_mutex_init (&dev->drain_lock[0], NULL);
+  pthread_mutex_init (&dev->drain_lock[1], NULL);
+  pthread_cond_init (&dev->flush_cond, NULL);
   dev->opt = *opt;
   dev->store = store;
   dev->md.store = store;
@@ -656,10 +660,7 @@ remap_device_start (struct remap_device *dev)
 void
 remap_device_stop (struct remap_device *dev)
 {
-  pthread_mutex_lock (&dev->remap_lock);
   __atomic_store_n (&dev->stopping, true, __ATOMIC_RELAXED);
-  pthread_cond_broadcast (&dev->remap_cond);
-  pthread_mutex_unlock (&dev->remap_lock);
 
   remap_sync_stop (dev->sync);
   /* Whatever changed after the thread's last write goes out now.
@@ -693,10 +694,13 @@ remap_device_free (struct remap_device *dev)
   remap_sync_free (dev->sync);
   remap_spares_free (dev->spares);
   remap_table_free (dev->table);
-  pthread_cond_destroy (&dev->remap_cond);
   pthread_mutex_destroy (&dev->remap_lock);
-  pthread_mutex_destroy (&dev->relocate_lock);
-  pthread_rwlock_destroy (&dev->unmap_lock);
+  for (int i = 0; i < REMAP_UNIT_STRIPES; i++)
+    pthread_mutex_destroy (&dev->unit_locks[i]);
+  pthread_cond_destroy (&dev->flush_cond);
+  pthread_mutex_destroy (&dev->flush_lock);
+  pthread_mutex_destroy (&dev->drain_lock[0]);
+  pthread_mutex_destroy (&dev->drain_lock[1]);
   pthread_mutex_destroy (&dev->health_lock);
   free (dev->slots);
   free (dev);

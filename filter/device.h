@@ -43,7 +43,15 @@ extern const char *remap_counter_name (enum remap_counter c);
 #define REMAP_COUNTER_SLOTS 64
 struct remap_counter_slot {
   uint64_t v[REMAP_NR_COUNTERS_USED];
+  uint64_t window[2];           /* odd while a window is open (sector.h) */
 } __attribute__ ((aligned (64)));
+
+/* Windows (sector.h): a write to normal sectors, a walk over entries. */
+enum remap_window_kind { REMAP_WINDOW_WRITE, REMAP_WINDOW_WALK };
+
+/* Unit locks, by a hash of the sector (sector.h). */
+#define REMAP_UNIT_STRIPES_LOG2 8
+#define REMAP_UNIT_STRIPES (1 << REMAP_UNIT_STRIPES_LOG2)
 
 #define REMAP_MAX_WARN 8
 
@@ -92,7 +100,18 @@ struct remap_device {
   struct remap_sync *sync;
   struct remap_metadata md;
   const struct remap_io *store;  /* spares and metadata */
-  bool store_dirty;             /* spare written since the last flush */
+  /* A spare write completed since a store flush began (see flush). */
+  bool store_dirty;
+  /* Flushes of the store, one at a time, shared by the flushes that
+   * wait meanwhile (datapath.c), under flush_lock.
+   */
+  pthread_mutex_t flush_lock;
+  pthread_cond_t flush_cond;
+  uint64_t flush_started;       /* store flushes begun */
+  uint64_t flush_done;          /* ... and finished */
+  uint64_t flush_failed;        /* the last one that failed */
+  int flush_errno;
+  bool flush_running;
 
   struct remap_options opt;
   bool redundancy_reduced;      /* last metadata write missed a copy */
@@ -103,18 +122,17 @@ struct remap_device {
   uint64_t final_deadline_ns;   /* budget of the last write at shutdown */
   bool pending_full_logged;     /* under remap_lock */
 
-  /* Creating a remap: the RESERVED entry and its waiters. */
+  /* Serializes changes of the table and the spare pool (sector.c). */
   pthread_mutex_t remap_lock;
-  pthread_cond_t remap_cond;
   bool stopping;
-  /* Moving a sector off a spare that failed (rare: one at a time). */
-  pthread_mutex_t relocate_lock;
-  /* Every walk of a request over remapped sectors holds this shared;
-   * unmapping a sector holds it exclusive, so no request still uses a
-   * spare that is given back.  Read locks may nest (glibc's default
-   * rwlock prefers readers).
+  /* Per-unit exclusion (sector.h): a unit being moved, relocated,
+   * copied or unmapped is written by its mover only.
    */
-  pthread_rwlock_t unmap_lock;
+  pthread_mutex_t unit_locks[REMAP_UNIT_STRIPES];
+  /* Windows of threads with no counter slot, by kind (counters.c). */
+  uint64_t windows_unslotted[2][2];
+  unsigned windows_side[2];
+  pthread_mutex_t drain_lock[2];
 
   /* Counters: what was loaded plus what no slot took, updated
    * atomically; and one slot per thread (counters.c), so that
@@ -256,6 +274,10 @@ extern void remap_health_exhausted (struct remap_device *dev,
 
 /* -D remap.verbose=1 */
 extern int remap_debug_verbose;
+/* -D remap.selftest_bug=N: for the project's torture self-test only,
+ * brings back defect N of issue 10 (1, 4 or 5).
+ */
+extern int remap_debug_selftest_bug;
 #define remap_verbose(fs, ...)                                          \
   do {                                                                  \
     if (remap_debug_verbose)                                            \

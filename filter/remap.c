@@ -300,8 +300,10 @@ probe (nbdkit_backend *backend)
   return r;
 }
 
-/* Loads (or formats) the metadata and starts the threads, with the
- * plugin open for writing only if the server is.
+/* Loads (or formats) the metadata, starts the sync thread and hands
+ * the device to the control thread, with the plugin open for writing
+ * only if the server is.  The hand-over comes last and cannot fail:
+ * a device freed on the error path was never the control thread's.
  */
 static int
 open_device (nbdkit_backend *backend, bool readonly)
@@ -347,13 +349,12 @@ open_device (nbdkit_backend *backend, bool readonly)
   if (device)
     device->quit_check = quitting;
   if (device == NULL || apply_requests (device) == -1 ||
-      remap_device_start (device) == -1 ||
-      remap_control_start (device, &shared_origin, params.metrics_path) == -1)
+      remap_device_start (device) == -1)
     goto error;
+  remap_control_attach (device, &shared_origin);
   return 0;
 
  error:
-  remap_control_stop ();
   remap_device_free (device);
   device = NULL;
   remap_file_close (&sparefile, params.spare_path, true);
@@ -373,21 +374,22 @@ refuse (void)
  * flag, .after_fork does not.  So after_fork only checks, writing
  * nothing (the plugin is opened read-only), and the first client's
  * .preconnect loads the table, formatting or repairing it only if the
- * server is writable.
+ * server is writable.  The control socket and the metrics file do not
+ * wait for that client, which may never come: their thread starts
+ * here, and says that the table is not loaded yet until it is.
  */
 static int
 remap_after_fork (nbdkit_backend *backend)
 {
-  /* The metrics file is tried again: nbdkit changed user (-u, -g)
-   * since get_ready, and the file is written as the new one, from
-   * the first client on, when a blank disk has just been formatted.
+  /* The metrics file is first written here, as the user nbdkit -u
+   * changed to, so a path that user cannot write is refused before
+   * the first client formats a blank disk.
    */
-  if ((params.metrics_path &&
-       remap_metrics_file_check (params.metrics_path) == -1) ||
-      probe (backend) == -1) {
+  if (probe (backend) == -1 ||
+      remap_control_start (params.metrics_path) == -1) {
     refuse ();
-    /* nbdkit exits without .cleanup: the socket bound in get_ready
-     * must not outlive us.
+    /* nbdkit exits without .cleanup: the control socket bound in
+     * get_ready must not outlive us.
      */
     remap_control_stop ();
     return -1;

@@ -119,10 +119,11 @@ remap_report_status (struct remap_device *dev, struct remap_buf *b)
 
   remap_sync_get_stats (dev->sync, &st);
   remap_buf_printf (b, "{\"ok\":true,\"health\":\"%s\","
-                    "\"mode\":\"%s\",\"geometry\":{\"sector_size\":%"
-                    PRIu32 ",\"disk_size\":%" PRIu64 ",\"export_size\":%"
-                    PRIu64 ",\"sectors\":%" PRIu64 ",\"spare_offset\":%"
-                    PRIu64 "},",
+                    "\"state\":\"loaded\",\"mode\":\"%s\","
+                    "\"geometry\":{\"sector_size\":%" PRIu32
+                    ",\"disk_size\":%" PRIu64 ",\"export_size\":%" PRIu64
+                    ",\"sectors\":%" PRIu64 ",\"spare_offset\":%" PRIu64
+                    "},",
                     remap_health_verdict (dev),
                     g->internal ? "internal" : "external", g->sector_size,
                     g->disk_size, g->export_size, g->data_sectors,
@@ -225,8 +226,14 @@ void
 remap_report_metrics (struct remap_device *dev, struct remap_buf *b)
 {
   struct remap_sync_stats st;
-  const char *verdict = remap_health_verdict (dev);
+  const char *verdict;
 
+  metric (b, "nbdkit_remap_table_loaded", "gauge",
+          "1 once the remap table is loaded (when the first NBD client "
+          "connects), 0 before.", dev != NULL);
+  if (dev == NULL)
+    return;
+  verdict = remap_health_verdict (dev);
   remap_sync_get_stats (dev->sync, &st);
   metric (b, "nbdkit_remap_spares_total", "gauge",
           "Spare sectors in the pool.", remap_spares_total (dev->spares));

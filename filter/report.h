@@ -32,6 +32,9 @@ extern void remap_report_status (struct remap_device *dev,
 /* Entries from index 'from' (sectors in order, then retired spares). */
 extern void remap_report_list (struct remap_device *dev, uint64_t from,
                                uint64_t count, struct remap_buf *b);
+/* dev NULL: the table is not loaded yet (the server waits for its
+ * first client), and only the gauge saying so is written.
+ */
 extern void remap_report_metrics (struct remap_device *dev,
                                   struct remap_buf *b);
 

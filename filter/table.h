@@ -15,9 +15,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* The state of a table entry.  RESERVED lives only in memory: a spare
- * has been taken for the sector but its data is not written yet, so
- * I/O still goes to the original sector and the entry is never saved.
+/* The state of a table entry (the life of a sector and the rules for
+ * changing it are in sector.h).  RESERVED lives only in memory: a
+ * spare has been taken for a normal sector but its data is not written
+ * yet, so I/O still goes to the original sector (writes wait for the
+ * move) and the entry is never saved.  Only normal sectors are ever
+ * RESERVED: a pending, lost or remapped sector keeps its saved state
+ * while it moves.
  */
 enum remap_state {
   REMAP_STATE_REMAPPED = 1,     /* I/O goes to the spare */

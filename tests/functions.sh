@@ -13,6 +13,10 @@
 #                            (time to exit) and STOP_RC (exit status);
 #                            fails the test if nbdkit had to be killed or
 #                            did not exit with status 0
+#   spawn_server VAR LOG ARGS...   like start_server, but connects no
+#                            client: only waits for nbdkit's PID file
+#                            (for what a server does before its first
+#                            client); stop it with stop_server
 #   try_start LOG ARGS...    like start_server but for servers expected to
 #                            refuse: returns nbdkit's exit status, or
 #                            TRY_STARTED (200) if it did start (then stopped)
@@ -244,6 +248,27 @@ start_server ()
     _nbdkit_pid=$(cat "$_sock.pid")
     track_pid "$_nbdkit_pid"
   fi
+  _servers="$_servers $_sock"
+  eval "$var=\$_sock"
+  _last_sock=$_sock
+}
+
+spawn_server ()
+{
+  local var=$1 log=$2 deadline
+  shift 2
+  _spawn "$log" "$@"
+  deadline=$(( $(now_ms) + $(scaled_ms 10000) ))
+  until [ -s "$_sock.pid" ]; do
+    if ! kill -0 "$_wrapper" 2>/dev/null; then
+      cat "$log" >&2
+      fail "nbdkit exited instead of starting: nbdkit $*"
+    fi
+    [ "$(now_ms)" -lt $deadline ] || fail "nbdkit wrote no PID file: nbdkit $*"
+    sleep 0.05
+  done
+  _nbdkit_pid=$(cat "$_sock.pid")
+  track_pid "$_nbdkit_pid"
   _servers="$_servers $_sock"
   eval "$var=\$_sock"
   _last_sock=$_sock

@@ -295,15 +295,17 @@ class Workload:
 
 
 def cmd_write(args):
+    # The harness may kill the server at any moment, this first short
+    # connection included: losing it is the same as finding no server.
     h = nbd.NBD()
     try:
         h.connect_unix(args.socket)
+        size = h.get_size()
+        multi_conn = h.can_multi_conn()
+        h.shutdown()
     except nbd.Error as e:
         print("write: cannot connect: %s (server gone)" % e)
         return 0 if args.allow_no_server else 2
-    size = h.get_size()
-    multi_conn = h.can_multi_conn()
-    h.shutdown()
     del h
     nsectors = args.sectors or size // BLOCK
     nsectors = min(nsectors, size // BLOCK)

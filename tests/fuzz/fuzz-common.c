@@ -1,10 +1,4 @@
-/* nbdkit-remap fuzzers: helpers shared by the harnesses.
- *
- * Also stands in for filter/lock.c: the real in-use lock creates a
- * file named after each table's random identity in /run/lock, which a
- * fuzzer formatting a table per input would fill with millions of
- * files.  Here the "lock" is a descriptor of /dev/null.
- */
+/* nbdkit-remap fuzzers: helpers shared by the harnesses. */
 #include <config.h>
 
 #include <fcntl.h>
@@ -14,23 +8,6 @@
 #include <unistd.h>
 
 #include "fuzz-common.h"
-#include "lock.h"
-
-int
-remap_lock_acquire (const uint8_t uuid[16], bool exclusive,
-                    char *path, size_t path_len)
-{
-  (void) uuid; (void) exclusive;
-  snprintf (path, path_len, "/dev/null");
-  return open ("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
-void
-remap_lock_release (int fd)
-{
-  if (fd >= 0)
-    close (fd);
-}
 
 void
 fuzz_fail (const char *fmt, ...)

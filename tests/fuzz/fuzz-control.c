@@ -6,7 +6,8 @@
  * Input: one configuration byte, then the sector numbers it asks for,
  * then command lines separated by '\n', each executed in turn (as the
  * server does: lines with a NUL byte and lines over 4096 bytes never
- * reach the protocol).
+ * reach the protocol), and each also without a device, as the server
+ * runs it before its first client has loaded the table.
  *   config bits 0-1: sectors whose writes fail (0-3)
  *          bits 2-3: sectors whose reads fail (0-3)
  *          bit 4:    remap-verify
@@ -25,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "control.h"
+#include "command.h"
 #include "device.h"
 #include "format.h"
 #include "fuzz-common.h"
@@ -37,6 +38,24 @@
 #define NR_SPARES 16
 #define MAX_LINE 4096
 #define MAX_LINES 64
+
+/* Runs one line and checks that the reply is one JSON object. */
+static void
+execute (struct remap_device *dev, const struct remap_io *origin,
+         const char *line)
+{
+  struct remap_buf reply = { 0 };
+
+  remap_control_execute (dev, origin, line, &reply);
+  if (!reply.failed) {
+    if (reply.len < 7 || memcmp (reply.p, "{\"ok\":", 6) != 0 ||
+        !fuzz_json_valid (reply.p, reply.len))
+      fuzz_fail ("reply to \"%s\"%s is not a JSON object {\"ok\":...}: "
+                 "%.*s", line, dev ? "" : " (no table yet)",
+                 (int) reply.len, reply.p);
+  }
+  remap_buf_free (&reply);
+}
 
 static struct remap_device *
 open_device (struct memdisk *d, const struct remap_options *opt)
@@ -91,19 +110,12 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     const uint8_t *nl = memchr (data + pos, '\n', size - pos);
     size_t len = nl ? (size_t) (nl - (data + pos)) : size - pos;
     char line[MAX_LINE + 1];
-    struct remap_buf reply = { 0 };
 
     if (len <= MAX_LINE && memchr (data + pos, '\0', len) == NULL) {
       memcpy (line, data + pos, len);
       line[len] = '\0';
-      remap_control_execute (dev, &d->io, line, &reply);
-      if (!reply.failed) {
-        if (reply.len < 7 || memcmp (reply.p, "{\"ok\":", 6) != 0 ||
-            !fuzz_json_valid (reply.p, reply.len))
-          fuzz_fail ("reply to \"%s\" is not a JSON object {\"ok\":...}: "
-                     "%.*s", line, (int) reply.len, reply.p);
-      }
-      remap_buf_free (&reply);
+      execute (dev, &d->io, line);
+      execute (NULL, NULL, line);
       nlines++;
     }
     pos += len + 1;

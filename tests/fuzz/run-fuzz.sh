@@ -3,9 +3,9 @@
 #
 # Builds every harness (tests/fuzz/fuzz-*.c) with clang's libFuzzer,
 # AddressSanitizer and UndefinedBehaviorSanitizer, compiling the core
-# sources (filter/*.c but the nbdkit glue remap.c, params.c, nextio.c
-# and listeners.c; lock.c is replaced
-# by fuzz-common.c) with tests/unit/stubs.c and tests/unit/memdisk.c,
+# sources (filter/*.c but the nbdkit glue remap.c, params.c, nextio.c,
+# listeners.c and storelock.c) with tests/unit/stubs.c,
+# tests/unit/memdisk.c and fuzz-common.c,
 # then runs each for SECONDS from its seed corpus (corpus/NAME, never
 # written to: new inputs go to the build directory).  First every seed
 # input is replayed on its own (the regression cases among them must
@@ -36,8 +36,12 @@ mkdir -p "$build/obj" "$build/artifacts" "$build/corpus"
 
 # Undefined behaviour is fatal: a crash, with its input kept.
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
+# probe.c names what a disk holds with libblkid.
+BLKID_CFLAGS=$(pkg-config --cflags blkid)
+BLKID_LIBS=$(pkg-config --libs blkid)
 CFLAGS="-g -O1 -std=gnu11 -pthread -fno-omit-frame-pointer $SAN \
-  -I$top -I$top/filter -I$top/tests/unit -I$here -Wall -Wno-unused-parameter"
+  -I$top -I$top/filter -I$top/tests/unit -I$here $BLKID_CFLAGS \
+  -Wall -Wno-unused-parameter"
 
 # Different flags: start the build afresh.
 if [ "$(cat "$build/flags" 2>/dev/null)" != "$CC $CFLAGS" ]; then
@@ -63,7 +67,7 @@ for src in "$top"/filter/*.c "$top/tests/unit/stubs.c" \
            "$top/tests/unit/memdisk.c" "$here/fuzz-common.c"; do
   # The glue that links only into the filter (it calls nbdkit itself).
   case $(basename "$src") in
-    remap.c|params.c|nextio.c|listeners.c|lock.c) continue ;;
+    remap.c|params.c|nextio.c|listeners.c|storelock.c) continue ;;
   esac
   core+=("$src")
 done
@@ -98,7 +102,7 @@ for n in "${harnesses[@]}"; do
     { echo "run-fuzz: build of fuzz-$n failed"; exit 1; }
   # shellcheck disable=SC2086
   $CC $CFLAGS -fsanitize=fuzzer "$build/obj/fuzz-$n.o" "${objs[@]}" \
-    -o "$build/fuzz-$n" -lm ||
+    -o "$build/fuzz-$n" -lm $BLKID_LIBS ||
     { echo "run-fuzz: link of fuzz-$n failed"; exit 1; }
 done
 

@@ -143,11 +143,38 @@ md_flush (void *opaque, int *err)
 {
   struct memdisk *d = opaque;
 
-  (void) err;
+  int r = 0;
+
   pthread_mutex_lock (&d->lock);
   d->flushes++;
+  pthread_cond_broadcast (&d->flush_cond);
+  while (d->flush_hold)
+    pthread_cond_wait (&d->flush_cond, &d->lock);
+  d->flushes_done++;
+  if (d->flush_fail) {
+    *err = EIO;
+    r = -1;
+  }
   pthread_mutex_unlock (&d->lock);
-  return 0;
+  return r;
+}
+
+void
+memdisk_wait_flushes (struct memdisk *d, unsigned n)
+{
+  pthread_mutex_lock (&d->lock);
+  while (d->flushes < n)
+    pthread_cond_wait (&d->flush_cond, &d->lock);
+  pthread_mutex_unlock (&d->lock);
+}
+
+void
+memdisk_release_flushes (struct memdisk *d)
+{
+  pthread_mutex_lock (&d->lock);
+  d->flush_hold = false;
+  pthread_cond_broadcast (&d->flush_cond);
+  pthread_mutex_unlock (&d->lock);
 }
 
 /* Like a sparse file: a 4 KiB block of zeros is a hole. */
@@ -200,6 +227,7 @@ memdisk_new (uint64_t size, uint32_t bad_unit)
   d->bad_unit = bad_unit;
   d->writes_left = -1;
   pthread_mutex_init (&d->lock, NULL);
+  pthread_cond_init (&d->flush_cond, NULL);
   d->io = (struct remap_io) {
     .opaque = d,
     .pread = md_pread,
@@ -216,6 +244,7 @@ void
 memdisk_free (struct memdisk *d)
 {
   if (d) {
+    pthread_cond_destroy (&d->flush_cond);
     pthread_mutex_destroy (&d->lock);
     free (d->data);
     free (d);

@@ -26,6 +26,12 @@ struct memdisk {
   bool fail_all_writes;         /* every write fails with EIO */
   int64_t writes_left;          /* if >= 0: writes that may still work */
   uint32_t write_delay_us;      /* each write/zero sleeps this long first */
+  /* Flush: while flush_hold, a flush waits (memdisk_release_flushes);
+   * with flush_fail it fails with EIO.
+   */
+  bool flush_hold, flush_fail;
+  unsigned flushes_done;
+  pthread_cond_t flush_cond;
   unsigned pwrites, preads, flushes, zeroes, trims;  /* calls seen */
   uint64_t last_zero_offset, last_trim_offset;
   uint32_t last_zero_count, last_trim_count;
@@ -40,5 +46,8 @@ extern void memdisk_fail_read (struct memdisk *d, uint64_t unit);
  */
 extern void memdisk_fail_after_writes (struct memdisk *d, int64_t n);
 extern void memdisk_heal (struct memdisk *d);
+/* Waits until n flushes have begun; lets held flushes go on. */
+extern void memdisk_wait_flushes (struct memdisk *d, unsigned n);
+extern void memdisk_release_flushes (struct memdisk *d);
 
 #endif
