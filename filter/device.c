@@ -589,6 +589,22 @@ remap_device_open (const struct remap_options *opt,
     return dev;
 
   case REMAP_FOUND_DAMAGED:
+    /* Where no header could be read at all, on a disk that is not
+     * blank, nothing says it ever held a table: it is judged by what
+     * it holds, like a disk without one, so that a disk with data and
+     * a bad last sector is pointed to external mode, not told to
+     * discard a table with remap-format=yes.
+     */
+    if (remap_probe_nothing_readable (&lr) && opt->internal) {
+      remap_metadata_describe (&lr, what, sizeof what);
+      nbdkit_error ("no remap metadata header of %s can be read (%s): if "
+                    "it holds remap metadata, its remaps cannot be used "
+                    "until a header reads again (see remapctl check)",
+                    opt->store_name, what);
+      if (remap_probe_may_format (opt, store, store_size, disk_size,
+                                  sector_size, spares) == -1)
+        goto error;
+    }
     remap_device_report_damaged (opt, &lr);
     goto error;
 
