@@ -123,13 +123,42 @@ check_identity (const struct remap_options *opt,
                 const struct remap_geometry *geo, uint64_t disk_size,
                 uint32_t want_spares)
 {
+  /* A disk resized by less than a sector still has its region at its
+   * end: say so, since remap-format=yes would be the wrong way out.
+   */
+  if (opt->internal && disk_size > geo->disk_size) {
+    nbdkit_error ("%s grew by %" PRIu64 " bytes since its remap metadata "
+                  "was made for a disk of %" PRIu64 " bytes, too little to "
+                  "move the remap region.  Give the disk back its size, or "
+                  "put nbdkit-truncate-filter truncate=%" PRIu64 " below "
+                  "this filter; or grow it by the size of the region more "
+                  "and run 'remapctl --disk=DISK move-region'",
+                  opt->store_name, disk_size - geo->disk_size,
+                  geo->disk_size, geo->disk_size);
+    return -1;
+  }
+  if (opt->internal && disk_size < geo->disk_size) {
+    nbdkit_error ("%s shrank by %" PRIu64 " bytes since its remap metadata "
+                  "was made for a disk of %" PRIu64 " bytes.  Give the "
+                  "disk back its size to use its remaps",
+                  opt->store_name, geo->disk_size - disk_size,
+                  geo->disk_size);
+    return -1;
+  }
+  /* A spare file cannot tell another disk from this one resized. */
   if (geo->disk_size != disk_size) {
+    char truncate_hint[128] = "";
+    if (disk_size > geo->disk_size)
+      snprintf (truncate_hint, sizeof truncate_hint, ", or put "
+                "nbdkit-truncate-filter truncate=%" PRIu64 " below this "
+                "filter", geo->disk_size);
     nbdkit_error ("%s was formatted for a disk of %" PRIu64 " bytes, but "
-                  "the plugin's disk is %" PRIu64 " bytes: this is not the "
-                  "remap metadata of this disk.  Use the right %s, or "
-                  "remap-format=yes to start a new, empty table",
-                  opt->store_name, geo->disk_size, disk_size,
-                  opt->internal ? "disk" : "spare file");
+                  "the plugin's disk is %" PRIu64 " bytes: either it is "
+                  "another disk's spare file (give this disk's), or the "
+                  "disk was resized (give it back its size%s).  "
+                  "remap-format=yes would start a new, empty table, "
+                  "discarding every remap in it",
+                  opt->store_name, geo->disk_size, disk_size, truncate_hint);
     return -1;
   }
   if (opt->sector_size && opt->sector_size != geo->sector_size) {
@@ -348,12 +377,27 @@ layout_param (const struct remap_options *opt)
     : "remap";
 }
 
+/* The layout a format gives the store. */
+static int
+compute_layout (struct remap_geometry *geo, const struct remap_options *opt,
+                uint64_t disk_size, uint32_t sector_size, uint32_t spares)
+{
+  char why[512];
+
+  if (remap_geometry_compute (geo, opt->internal, disk_size, sector_size,
+                              spares, why, sizeof why) == -1) {
+    nbdkit_error ("%s: cannot lay out the spare area: %s",
+                    layout_param (opt), why);
+    return -1;
+  }
+  return 0;
+}
+
 static int
 format_store (struct remap_device *dev, const struct remap_options *opt,
               uint64_t disk_size, uint32_t sector_size, uint32_t spares)
 {
   struct remap_geometry geo;
-  char why[512];
   int err;
 
   if (opt->readonly) {
@@ -361,12 +405,8 @@ format_store (struct remap_device *dev, const struct remap_options *opt,
                   "so it cannot be formatted", opt->store_name);
     return -1;
   }
-  if (remap_geometry_compute (&geo, opt->internal, disk_size, sector_size,
-                              spares, why, sizeof why) == -1) {
-    nbdkit_error ("%s: cannot lay out the spare area: %s",
-                    layout_param (opt), why);
+  if (compute_layout (&geo, opt, disk_size, sector_size, spares) == -1)
     return -1;
-  }
   if (build_state (dev, &geo, NULL, 0) == -1)
     return -1;
   if (remap_metadata_format (&dev->md, &err) == -1) {
@@ -517,7 +557,7 @@ remap_device_open (const struct remap_options *opt,
     if (check_format_allowed (opt, store) == -1)
       goto error;
     if (opt->probe)
-      return dev;
+      goto probed_format;
     if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
       goto error;
     remap_health_check_spares (dev);
@@ -542,13 +582,29 @@ remap_device_open (const struct remap_options *opt,
                                 sector_size, spares) == -1)
       goto error;
     if (opt->probe)
-      return dev;
+      goto probed_format;
     if (format_store (dev, opt, disk_size, sector_size, spares) == -1)
       goto error;
     remap_health_check_spares (dev);
     return dev;
 
   case REMAP_FOUND_DAMAGED:
+    /* Where no header could be read at all, on a disk that is not
+     * blank, nothing says it ever held a table: it is judged by what
+     * it holds, like a disk without one, so that a disk with data and
+     * a bad last sector is pointed to external mode, not told to
+     * discard a table with remap-format=yes.
+     */
+    if (remap_probe_nothing_readable (&lr) && opt->internal) {
+      remap_metadata_describe (&lr, what, sizeof what);
+      nbdkit_error ("no remap metadata header of %s can be read (%s): if "
+                    "it holds remap metadata, its remaps cannot be used "
+                    "until a header reads again (see remapctl check)",
+                    opt->store_name, what);
+      if (remap_probe_may_format (opt, store, store_size, disk_size,
+                                  sector_size, spares) == -1)
+        goto error;
+    }
     remap_device_report_damaged (opt, &lr);
     goto error;
 
@@ -580,14 +636,27 @@ remap_device_open (const struct remap_options *opt,
       nbdkit_error ("remap: warning: repairing the metadata of %s (%s)",
                     opt->store_name, what);
       remap_sync_mark_changed (dev->sync);
-      if (remap_sync_now (dev->sync) == -1)
+      if (remap_sync_now (dev->sync) == -1) {
+        nbdkit_error ("remap: the metadata of %s could not be repaired: no "
+                      "copy could be written anywhere, so this server could "
+                      "not make a remap durable; refusing to start.  Start "
+                      "nbdkit with -r to serve the disk read-only from the "
+                      "copy in use", opt->store_name);
         goto error;
+      }
     }
   }
   free (lr.entries);
   remap_health_check_spares (dev);
   return dev;
 
+  /* A probe of a store that would be formatted gets the layout the
+   * format would give (dev->geo), so that the caller can check its
+   * parameters against it before anything is written.
+   */
+ probed_format:
+  if (compute_layout (&dev->geo, opt, disk_size, sector_size, spares) == 0)
+    return dev;
  error:
   free (lr.entries);
   remap_device_free (dev);

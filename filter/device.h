@@ -157,7 +157,8 @@ struct remap_device {
  * its size) and builds the in-memory state.  Reports problems with
  * nbdkit_error.  Does not start the sync thread.  With opt->probe it
  * stops before the first write (format, repair), takes the lock only
- * shared, and returns a device fit only for remap_device_free.
+ * shared, and returns a device fit only for remap_device_free and for
+ * reading its geo: the layout found, or the one a format would give.
  */
 extern struct remap_device *remap_device_open (const struct remap_options *opt,
                                                const struct remap_io *store,

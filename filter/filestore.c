@@ -343,9 +343,15 @@ remap_file_open (struct remap_file *f, const char *what, const char *path,
    * is always allowed.
    */
   if (write && flock (f->fd, LOCK_EX | LOCK_NB) == -1) {
-    if (errno == EWOULDBLOCK)
+    if (errno == EWOULDBLOCK) {
+      /* Even a file we just created: another process opened it before
+       * we could lock it, and locked it first.  It is theirs now, not
+       * ours to remove.
+       */
+      f->created = false;
       nbdkit_error ("%s: %s is in use by another nbdkit or remapctl (it is "
                     "locked); stop that one first", what, path);
+    }
     else
       nbdkit_error ("%s: cannot lock %s: %m", what, path);
     goto error;

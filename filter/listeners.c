@@ -14,34 +14,38 @@
  *
  * Only the --run parent is a process we may do this to: under socket
  * activation the sockets are systemd's, and must keep listening for
- * the next start.  The --run parent is nbdkit itself, so it is told
- * apart by its executable.
+ * the next start.  The --run parent is the process that ran
+ * .get_ready (nbdkit forks for --run after it), so it is told apart by
+ * the PID noted there.  (Not by /proc/PPID/exe: after nbdkit -u drops
+ * privileges, the parent, still root, may not be looked at, and the
+ * command's client would wait forever.)
  */
 #include <config.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nbdkit-filter.h>
 
 #include "listeners.h"
 
-/* True if our parent process runs the same program as we do. */
+static pid_t server_pid;        /* the process that ran .get_ready */
+
+void
+remap_listeners_note_server (void)
+{
+  server_pid = getpid ();
+}
+
+/* True if our parent process is the nbdkit that forked us. */
 static bool
 parent_is_nbdkit (void)
 {
-  struct stat self, parent;
-  char path[64];
-
-  snprintf (path, sizeof path, "/proc/%ld/exe", (long) getppid ());
-  return stat ("/proc/self/exe", &self) == 0 && stat (path, &parent) == 0 &&
-    self.st_dev == parent.st_dev && self.st_ino == parent.st_ino;
+  return server_pid != 0 && getppid () == server_pid;
 }
 
 static bool

@@ -16,4 +16,9 @@
  */
 extern void remap_stop_listening (void);
 
+/* Called in .get_ready, before nbdkit forks for --run: notes the
+ * process that will be our parent then.
+ */
+extern void remap_listeners_note_server (void);
+
 #endif /* REMAP_LISTENERS_H */

@@ -84,6 +84,9 @@ check_spare_file (void)
   if (params.options.internal || params.options.format ||
       (access (params.spare_path, F_OK) == -1 && errno == ENOENT))
     return 0;
+  /* As a spare file: a link or a file that another account could have
+   * placed is refused before it is opened, and before the fork.
+   */
   if (remap_file_open (&file, "remap-spare", params.spare_path,
                        REMAP_FILE_SPARE) == -1)
     return -1;
@@ -109,6 +112,7 @@ static int
 remap_get_ready (int thread_model)
 {
   remap_next_configure (thread_model, params.plugin_cache);
+  remap_listeners_note_server ();
   if (remap_store_lock_take () == -1 || check_spare_file () == -1)
     return -1;
   if (params.metrics_path &&
@@ -133,8 +137,8 @@ close_shared_next (void)
  * connects and made durable in one metadata write.
  */
 /* A sector past the end of the disk at the smallest sector size is
- * refused before the disk is opened, so that a typo formats nothing;
- * the exact check against the export follows in apply_requests.
+ * refused before the disk is opened; the exact check against the
+ * layout (check_add_ranges) follows in the probe, before a format.
  */
 static int
 check_add_ranges_fit (uint64_t disk_size)
@@ -152,11 +156,26 @@ check_add_ranges_fit (uint64_t disk_size)
   return 0;
 }
 
+/* The exact check, against the layout loaded (or about to be
+ * formatted: the probe makes it before the format writes anything).
+ */
+static int
+check_add_ranges (const struct remap_geometry *geo)
+{
+  for (size_t i = 0; i < params.add_ranges.len; i++)
+    if (params.add_ranges.v[i].last >= geo->data_sectors) {
+      nbdkit_error ("remap-add: sector %" PRIu64 " is past the end of the "
+                    "disk (it has %" PRIu64 " sectors of %" PRIu32 " bytes)",
+                    params.add_ranges.v[i].last, geo->data_sectors,
+                    geo->sector_size);
+      return -1;
+    }
+  return 0;
+}
+
 static int
 apply_requests (struct remap_device *dev)
 {
-  const uint64_t sectors = dev->geo.data_sectors;
-  const uint32_t ss = dev->geo.sector_size;
   int err;
 
   if (params.add_ranges.len == 0 && params.ddrescue_bytes.len == 0)
@@ -165,14 +184,10 @@ apply_requests (struct remap_device *dev)
     nbdkit_error ("remap-add and remap-ddrescue need a writable disk");
     return -1;
   }
+  if (check_add_ranges (&dev->geo) == -1)
+    return -1;
   for (size_t i = 0; i < params.add_ranges.len; i++) {
     const struct remap_range *r = &params.add_ranges.v[i];
-    if (r->last >= sectors) {
-      nbdkit_error ("remap-add: sector %" PRIu64 " is past the end of the "
-                    "disk (it has %" PRIu64 " sectors of %" PRIu32 " bytes)",
-                    r->last, sectors, ss);
-      return -1;
-    }
     if (remap_device_add (dev, &shared_origin, r->first, r->last,
                           &err) == -1) {
       nbdkit_error ("remap-add: remapping sectors %" PRIu64 "-%" PRIu64
@@ -303,7 +318,7 @@ probe (nbdkit_backend *backend)
   opt.probe = true;
   opt.readonly = false;
   dev = remap_device_open (&opt, store, store_size, disk_size);
-  if (dev == NULL)
+  if (dev == NULL || check_add_ranges (&dev->geo) == -1)
     goto out;
   if (dev->geo.sector_size) {   /* an existing table */
     r = check_plugin_minimum (next, dev->geo.sector_size);
@@ -401,9 +416,17 @@ refuse (void)
 static int
 remap_after_fork (nbdkit_backend *backend)
 {
+  /* The metrics file is first written here, as the user nbdkit -u
+   * changed to, so a path that user cannot write is refused before
+   * the first client formats a blank disk.
+   */
   if (probe (backend) == -1 ||
       remap_control_start (params.metrics_path) == -1) {
     refuse ();
+    /* nbdkit exits without .cleanup: the control socket bound in
+     * get_ready must not outlive us.
+     */
+    remap_control_stop ();
     return -1;
   }
   return 0;

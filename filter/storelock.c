@@ -9,11 +9,13 @@
  *
  * The lock is taken in .get_ready, before nbdkit forks, so that a
  * second server is refused with the message on its terminal, before
- * it has read a byte.  Read-only mode is known only after the fork:
- * until then a lock that a read-only server holds shared is taken
- * shared, and .after_fork settles it (shared for a read-only server,
- * exclusive or refused for one that can write).  The descriptors survive the fork (the parent's
- * copies close when it exits; the lock stays with the child's).
+ * it has read a byte.  Read-only mode is known only at the first
+ * client: until then a lock that a read-only server holds shared is
+ * taken shared, and the first client's load settles it (shared for a
+ * read-only server, exclusive or refused for one that can write), so
+ * a read-only server without a client yet holds it exclusively.  The
+ * descriptors survive the fork (the parent's copies close when it
+ * exits; the lock stays with the child's).
  */
 #include <config.h>
 

@@ -84,4 +84,22 @@ cat "$tmp/log5"
 grep -q "Input/output error" "$tmp/log5" && fail "refused for a read error"
 grep -q "remap-spare=FILE" "$tmp/log5" || fail "no ways out in the message"
 
+# 6. The same disk with its last MiB unreadable (where header B would
+#    be, and header A of the default layout, 708 KiB from the end): no
+#    header reads, which says nothing about a table.  Refused for what
+#    it holds, with the way out for a disk with data, not as a damaged
+#    table to discard with remap-format=yes; nothing written.
+before=$(file_md5 "$data")
+echo "read 16128-16383" >"$tmp/bad6"
+r=0
+try_start "$tmp/log6" --filter="$REMAP_FILTER" --filter="$BADSECTOR_FILTER" \
+  file "$data" badsector-file="$tmp/bad6" || r=$?
+cat "$tmp/log6"
+[ $r -ne $TRY_STARTED ] || fail "a disk with data was formatted"
+grep -q "no remap metadata header of the disk can be read" "$tmp/log6" ||
+  fail "the refusal does not say that no header could be read"
+grep -q "remap-spare=FILE" "$tmp/log6" ||
+  fail "the refusal does not point a disk with data to external mode"
+[ "$(file_md5 "$data")" = "$before" ] || fail "the disk was written"
+
 echo "$test_name: PASS"

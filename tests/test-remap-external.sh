@@ -2,7 +2,9 @@
 # Proves external mode (remap-spare=FILE): the whole disk is exported,
 # a failed write is remapped into the spare file (the disk itself never
 # gets the data), the remap survives a restart, and a spare file made
-# for one disk is refused for a disk of another size, naming both.
+# for one disk is refused for a disk of another size, naming both and
+# the ways out (this disk's spare file, its old size, the truncate
+# filter), and what remap-format=yes would discard.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires qemu-io nbdinfo
@@ -71,5 +73,26 @@ grep -q "$disk_size" "$tmp/log3" || fail "message does not name $disk_size"
 grep -q "$other_size" "$tmp/log3" || fail "message does not name $other_size"
 [ "$(file_md5 "$spare")" = "$spare_md5" ] || fail "the spare file was changed"
 cmp -s -n "$other_size" "$other" /dev/zero || fail "the other disk was written"
+grep -q "the disk was resized" "$tmp/log3" ||
+  fail "the message does not say the disk may have been resized"
+
+# 5. This disk grown by 1 MiB: refused, the same way, never told that
+#    remap-format=yes is a way out without being told what it discards;
+#    with the truncate filter below it, the remapped data is served.
+truncate -s +1M "$disk"
+r=0
+try_start "$tmp/log5" --filter="$REMAP_FILTER" \
+  file "$disk" remap-spare="$spare" || r=$?
+cat "$tmp/log5"
+[ $r -ne $TRY_STARTED ] || fail "nbdkit started with a grown disk"
+grep -q "truncate=$disk_size below this filter" "$tmp/log5" ||
+  fail "the message does not give the truncate filter's size"
+grep -q "remap-format=yes would .* discarding every remap" "$tmp/log5" ||
+  fail "the message does not say what remap-format=yes discards"
+[ "$(file_md5 "$spare")" = "$spare_md5" ] || fail "the spare file was changed"
+start_server sock "$tmp/log5b" --filter="$REMAP_FILTER" --filter=truncate \
+  file "$disk" remap-spare="$spare" truncate="$disk_size"
+qio "$sock" -c "read -P 0x44 $(((bad-1)*ss)) $((3*ss))"
+stop_server "$sock"
 
 echo "$test_name: PASS"

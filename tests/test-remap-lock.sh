@@ -5,7 +5,9 @@
 # refused while a server runs.  For a plugin without file=, the lock
 # file in /run/nbdkit-remap is never a symbolic link followed, nor a
 # file another account owns (that part runs as root, the attacker as
-# nobody; skipped otherwise).  Read-only servers share a store.
+# nobody; skipped otherwise).  Read-only servers share a store.  A
+# spare file that a server created but another server locked first is
+# left to that one.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires nbdinfo
@@ -87,6 +89,62 @@ try_start "$tmp/ro3.log" -r --filter="$REMAP_FILTER" file "$disk" || r=$?
 grep -q "is in use by another nbdkit or by remapctl" "$tmp/ro3.log" ||
   fail "no in-use message for the read-only server"
 stop_server "$sock"
+
+# 3b. Two servers of two disks given the same new spare file, whose
+#     first clients come together: the one that created the file but
+#     was second to lock it refuses, and leaves the file to the one
+#     that locked it (which it used to remove from under it, taking its
+#     remaps with it).  strace delays every flock of the first server,
+#     so that the other opens and locks the file in between.
+if strace -f -qq -e trace=flock -e inject=flock:delay_enter=1 \
+     -o /dev/null true 2>/dev/null; then
+  shared=$tmp/shared.spare
+  truncate -s 64M "$tmp/d1.img" "$tmp/d2.img"
+  rm -f "$tmp/b.sock" "$tmp/a.sock"
+  timeout $(( $(scaled_ms 60000) / 1000 )) \
+    nbdkit -f -U "$tmp/b.sock" -P "$tmp/b.pid" --filter="$REMAP_FILTER" \
+    file "$tmp/d2.img" remap-spare="$shared" >"$tmp/b.log" 2>&1 &
+  track_pid $!
+  delay_us=$(( $(scaled_ms 3000) * 1000 ))
+  timeout $(( $(scaled_ms 60000) / 1000 )) \
+    strace -f -qq -o /dev/null -e trace=flock \
+      -e inject=flock:delay_enter=$delay_us \
+    nbdkit -f -U "$tmp/a.sock" --filter="$REMAP_FILTER" \
+    file "$tmp/d1.img" remap-spare="$shared" >"$tmp/a.log" 2>&1 &
+  track_pid $!
+  deadline=$(( $(now_ms) + $(scaled_ms 20000) ))
+  until [ -S "$tmp/a.sock" ] && [ -S "$tmp/b.sock" ]; do
+    [ "$(now_ms)" -lt $deadline ] || fail "the two servers did not bind"
+    sleep 0.05
+  done
+  # A's first client: A creates the file, then waits in its flock.
+  timeout 30 nbdinfo --size "$(uri "$tmp/a.sock")" >"$tmp/a.out" 2>&1 &
+  track_pid $!
+  until [ -e "$shared" ]; do
+    [ "$(now_ms)" -lt $deadline ] || fail "server A did not create $shared"
+    sleep 0.01
+  done
+  # B's first client: B opens the file A created and locks it first.
+  timeout 30 nbdinfo --size "$(uri "$tmp/b.sock")" ||
+    fail "server B did not serve with the spare file"
+  # A's flock returns: A refuses, and the file stays.
+  until grep -q "is in use" "$tmp/a.log"; do
+    [ "$(now_ms)" -lt $deadline ] || {
+      cat "$tmp/a.log"; fail "server A did not refuse"; }
+    sleep 0.05
+  done
+  cat "$tmp/a.log"
+  [ -e "$shared" ] || fail "server A removed the spare file server B uses"
+  b_pid=$(cat "$tmp/b.pid")
+  kill -TERM "$b_pid"
+  while kill -0 "$b_pid" 2>/dev/null; do
+    [ "$(now_ms)" -lt $deadline ] || fail "server B did not stop"
+    sleep 0.05
+  done
+  "$REMAPCTL" --spare="$shared" check || fail "the spare file B used is bad"
+else
+  echo "$test_name: no strace with fault injection: part 3b skipped"
+fi
 
 # 4. The lock file of a plugin without file= (root only).
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null; then

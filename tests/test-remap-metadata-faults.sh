@@ -5,7 +5,9 @@
 # stay current, the move survives a restart and remapctl sees it; when
 # no copy can be written anywhere, the write that needed a remap and
 # the flush after it fail with EIO, the log says why, and what was
-# stored before still reads.
+# stored before still reads.  A copy that needs a repair at startup
+# where no copy can be written: refused, saying that -r serves it, and
+# -r does.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires qemu-io nbdsh
@@ -91,3 +93,22 @@ qio "$sock" -c "read -P 0x22 $((5*ss)) $ss" -c "read -P 0x11 0 $((5*ss))"
 [ "$(ctl_get metadata.copies_valid)" = True ] || fail "copies not valid"
 stop_server "$sock"
 [ "$STOP_RC" -eq 0 ] || fail "nbdkit exited with status $STOP_RC"
+
+# 5. Copy B damaged while the whole region stops taking writes: the
+#    repair cannot be written anywhere.  The writable server refuses,
+#    naming -r; a read-only server serves the data from copy A.
+poke "$disk" $((header_b * ss + 200)) '\xde\xad\xbe\xef'
+echo "write $header_a-$(( $(stat -c %s "$disk") / ss - 1 ))" >"$list"
+before=$(file_md5 "$disk")
+r=0
+try_start "$tmp/log5" --filter="$REMAP_FILTER" --filter="$BADSECTOR_FILTER" \
+  file "$disk" badsector-file="$list" || r=$?
+cat "$tmp/log5"
+[ $r -ne $TRY_STARTED ] || fail "started writable with no writable copy"
+grep -q "could not be repaired.*-r to serve the disk read-only" \
+  "$tmp/log5" || fail "the refusal does not name -r"
+start_server sock "$tmp/log5r" -r --filter="$REMAP_FILTER" \
+  --filter="$BADSECTOR_FILTER" file "$disk" badsector-file="$list"
+qio "$sock" -r -c "read -P 0x22 $((5*ss)) $ss" -c "read -P 0x11 0 $((5*ss))"
+stop_server "$sock"
+[ "$(file_md5 "$disk")" = "$before" ] || fail "the disk was written"

@@ -6,6 +6,8 @@
 # Shrunk: refused with a message that says it shrank.  move-region
 # killed at any point leaves a disk that either loads with the remap
 # (new region) or is refused as grown and finishes when run again.
+# Resized by less than a sector: refused as grown or shrunk, not as
+# another disk's metadata (whose way out would be remap-format=yes).
 source "$(dirname "$0")/functions.sh"
 set -e
 requires nbdinfo truncate
@@ -134,5 +136,45 @@ for delay_ms in 150 400 700 1000 1500 2500; do
   stop_server "$sock"
   rm -f "$img"
 done
+
+# 6. Resized by less than a sector: the last header slot does not move,
+#    so the table loads but was made for another size.  Refused as
+#    grown (or shrunk), never with remap-format=yes as the way out;
+#    move-region says the grow is too small instead of "already at
+#    its end"; the truncate filter serves the remaps meanwhile.
+small_grow=$tmp/grow512.img
+make_image "$small_grow"
+truncate -s +512 "$small_grow"
+before=$(file_md5 "$small_grow")
+r=0
+try_start "$tmp/log6" --filter="$REMAP_FILTER" file "$small_grow" || r=$?
+cat "$tmp/log6"
+[ $r -ne $TRY_STARTED ] || fail "a disk grown by 512 bytes was served"
+grep -q "the disk grew by 512 bytes" "$tmp/log6" ||
+  fail "the refusal does not say the disk grew by 512 bytes"
+! grep -q "remap-format=yes" "$tmp/log6" ||
+  fail "the refusal of a grown disk offers remap-format=yes"
+r=0
+"$REMAPCTL" --disk="$small_grow" move-region >"$tmp/mv6" 2>&1 || r=$?
+cat "$tmp/mv6"
+[ $r -eq 3 ] && grep -q "too little" "$tmp/mv6" ||
+  fail "move-region on a disk grown by 512 bytes: status $r"
+[ "$(file_md5 "$small_grow")" = "$before" ] || fail "the refusals wrote"
+start_server sock "$tmp/log6b" --filter="$REMAP_FILTER" --filter=truncate \
+  file "$small_grow" truncate=$((64*1024*1024))
+qio "$sock" -c "read -P 0x5a $((5*ss)) $ss"
+stop_server "$sock"
+
+odd=$tmp/odd.img
+truncate -s $((64*1024*1024 + 1024)) "$odd"
+start_server sock "$tmp/log7a" --filter="$REMAP_FILTER" file "$odd"
+stop_server "$sock"
+truncate -s -512 "$odd"
+r=0
+try_start "$tmp/log7" --filter="$REMAP_FILTER" file "$odd" || r=$?
+cat "$tmp/log7"
+[ $r -ne $TRY_STARTED ] || fail "a disk shrunk by 512 bytes was served"
+grep -q "the disk shrank by 512 bytes" "$tmp/log7" ||
+  fail "the refusal does not say the disk shrank by 512 bytes"
 
 echo "$test_name: PASS"

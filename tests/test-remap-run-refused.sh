@@ -85,7 +85,10 @@ grown=$tmp/grown.img
 cp "$formatted" "$grown"
 truncate -s 65M "$grown"
 refused_run after "$tmp/log5" "was it grown" "$grown" \
-  --filter="$REMAP_FILTER" file "$grown"
+  --filter="$REMAP_FILTER" file "$grown" remap-control="$tmp/ctl5"
+# nbdkit exits without the filter's cleanup here: the control socket
+# bound before the fork is removed by the refusal itself.
+[ ! -e "$tmp/ctl5" ] || fail "the control socket outlived a refused start"
 
 # A disk in use by another server is refused before the fork: the
 # store lock is taken before anything is read.
@@ -96,12 +99,52 @@ stop_server "$sock"
 
 refused_run after "$tmp/log6" "past the end" "$formatted" \
   --filter="$REMAP_FILTER" file "$formatted" remap-add=99999999
+# A sector inside the blank disk but past the export that its region
+# would leave (the first sector of the region: the layout is the one
+# the same disk size gave $formatted): refused against that layout,
+# before the format writes the region (the image stays blank).
+export_sectors=$(( $(le_u64 "$formatted" $(( $(header_b "$formatted") + 48 ))) / 4096 ))
+refused_run after "$tmp/log6a" "past the end" "$blank" \
+  --filter="$REMAP_FILTER" file "$blank" remap-add=$export_sectors
 
 spare=$tmp/spare.bin
 head -c 1M /dev/urandom >"$spare"
 chmod 600 "$spare"
 refused_run after "$tmp/log7" "not remap metadata" "$spare" \
   --filter="$REMAP_FILTER" file "$blank" remap-spare="$spare"
+
+# As root, with another account (nobody): a refusal after nbdkit -u
+# dropped privileges still ends --run (the server can no longer look
+# at its root parent in /proc); a metrics file that the new user
+# cannot write is refused after the fork, when nbdkit has changed
+# user, not at the first client, after the format; a spare file link
+# that nobody placed is refused before the fork.
+if [ "$(id -u)" -eq 0 ] && getent group nogroup >/dev/null; then
+  chmod 711 "$tmp"
+  mkdir "$tmp/nobody" "$tmp/rootonly"
+  chmod 700 "$tmp/rootonly"
+  truncate -s 64M "$tmp/nobody/blank.img"
+  cp "$data" "$tmp/nobody/data.img"
+  chown -R nobody "$tmp/nobody"
+  refused_run after "$tmp/log7u" "holds data" "$tmp/nobody/data.img" \
+    -u nobody -g nogroup --filter="$REMAP_FILTER" \
+    file "$tmp/nobody/data.img"
+  refused_run after "$tmp/log7a" "remap-metrics-file" "$tmp/nobody/blank.img" \
+    -u nobody -g nogroup --filter="$REMAP_FILTER" \
+    file "$tmp/nobody/blank.img" remap-metrics-file="$tmp/rootonly/m.prom"
+  # A spare file reached through a link that another account placed:
+  # refused before the fork, never opened (as root) to be read.
+  start_server sock "$tmp/log-good" --filter="$REMAP_FILTER" file "$blank" \
+    remap-spare="$tmp/good.spare"
+  stop_server "$sock"
+  ln -s "$tmp/good.spare" "$tmp/nobody/link.spare"
+  chown -h nobody "$tmp/nobody/link.spare"
+  refused_run before "$tmp/log7l" "symbolic link that another account" \
+    "$tmp/good.spare" --filter="$REMAP_FILTER" file "$blank" \
+    remap-spare="$tmp/nobody/link.spare"
+else
+  echo "$test_name: the -u part skipped: needs root and nogroup"
+fi
 
 # 3. At the first client, when nbdkit says whether it is read-only: a
 #    blank disk, remap-add, remap-format=yes under -r.

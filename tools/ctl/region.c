@@ -145,7 +145,12 @@ region_at_end (void)
 
   load_metadata (&lr);
   free (lr.entries);
-  if (lr.found != REMAP_FOUND_VALID)
+  /* A grow by less than a sector leaves the last header slot where it
+   * was: the region found there is at the end only if made for this
+   * size.
+   */
+  if (lr.found != REMAP_FOUND_VALID ||
+      lr.header.geo.disk_size != target.store_size)
     return false;
   printf ("the remap region of %s is already at its end (a disk of %"
           PRIu64 " bytes): nothing to do\n", target_name (),
