@@ -17,6 +17,7 @@ packages="
   fio
   clang libclang-rt-14-dev
   valgrind
+  strace
 "
 
 if [ "$(id -u)" -eq 0 ]; then

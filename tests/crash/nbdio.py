@@ -16,13 +16,15 @@
 #       "patterns" then "remapped" in one process.
 #   nbdio.py remapped SOCK
 #       prints every table entry (control "list"): "SECTOR:STATE", or
-#       "retired@SPARE" for a retired spare.
+#       "retired@SPARE" for a retired spare; first waits (up to 5 s)
+#       for the first NBD client to have loaded the table.
 #   nbdio.py durable SOCK
 #       "remapped", then the control command "sync": what it printed is
 #       durable once this exits with status 0.
 import json
 import socket
 import sys
+import time
 
 import nbd
 
@@ -110,6 +112,12 @@ def main():
     if durable:
         cmd = "remapped"
     if cmd == "remapped":
+        # The table is loaded when the first NBD client connects; until
+        # then the control socket says so ("waiting").
+        for _ in range(250):
+            if json.loads(ctl(sock, "status")).get("state") != "waiting":
+                break
+            time.sleep(0.02)
         start = 0
         out = []
         while True:
