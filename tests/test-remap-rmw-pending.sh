@@ -36,19 +36,19 @@ check ()
 server "$tmp/log"
 qio "$sock" -c "write -P 0x11 0 64k"
 
-# Every write takes 1 s.  Write A (0xaa, the first 512 bytes of
+# Every write takes 2 s.  Write A (0xaa, the first 512 bytes of
 # unit 5) is on its way to the origin when a read finds unit 5
 # unreadable (pending); then the unit reads again, and write B (0xbb at
 # 1024, a piece that fails writes) merges the unit and moves it to a
 # spare.
-printf 'delay-write 1000\n' >"$list"
+printf 'delay-write 2000\n' >"$list"
 timeout 60 qemu-io -f raw "$(uri "$sock")" \
   -c "write -P 0xaa $((5*ss)) 512" >"$tmp/a.out" 2>&1 &
 a=$!
 track_pid $a
 sleep 0.1
-printf 'read 40-47\nwrite 42\ndelay-write 1000\n' >"$list"
-# (nbdsh: qemu-io would flush when it closes, which takes 1 s here.)
+printf 'read 40-47\nwrite 42\ndelay-write 2000\n' >"$list"
+# (nbdsh: qemu-io would flush when it closes, which takes 2 s here.)
 out=$(timeout 30 nbdsh -u "$(uri "$sock")" -c "
 try:
     h.pread($ss, $((5*ss)))
@@ -57,7 +57,7 @@ except nbd.Error as e:
     print(e.string)" 2>&1) || true
 echo "$out" | grep -q "Input/output error" ||
   fail "the read of unit 5 did not fail: $out"
-printf 'write 42\ndelay-write 1000\n' >"$list"
+printf 'write 42\ndelay-write 2000\n' >"$list"
 timeout 60 qemu-io -f raw "$(uri "$sock")" \
   -c "write -P 0xbb $((5*ss + 1024)) 512" >"$tmp/b.out" 2>&1 &
 b=$!
@@ -72,11 +72,9 @@ done
 ctlcmd list | grep -q '"sector":5,"state":"remapped"' ||
   fail "unit 5 is not remapped: $(ctlcmd list)"
 check
-cp "$tmp/log" /tmp/review3-rmwp.log
 stop_server "$sock"
 
 server "$tmp/log2"
 check
-cp "$tmp/log" /tmp/review3-rmwp.log
 stop_server "$sock"
 echo "$test_name: PASS"
