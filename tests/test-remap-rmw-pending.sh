@@ -62,6 +62,8 @@ timeout 60 qemu-io -f raw "$(uri "$sock")" \
   -c "write -P 0xbb $((5*ss + 1024)) 512" >"$tmp/b.out" 2>&1 &
 b=$!
 track_pid $b
+# Write A is already sleeping; nothing else needs to be slow.
+printf 'write 42\n' >"$list"
 for p in $a $b; do
   wait $p || fail "a write failed: $(cat "$tmp/a.out" "$tmp/b.out")"
 done
