@@ -91,6 +91,11 @@ remap_move_locked (struct remap_device *dev, const struct remap_io *origin,
   if ((prev ? remap_sector_take_spare (dev, sector, &spare, err)
        : remap_sector_reserve (dev, sector, &spare, err)) == -1)
     return -1;
+  /* A pending sector got its mark without that wait (as in
+   * remap_pending_write_locked).
+   */
+  if (prev && !lost && piece_len < slen && fill == REMAP_FILL_FROM_ORIGIN)
+    remap_windows_drain (dev, REMAP_WINDOW_WRITE);
 
   /* The whole sector goes to the spare: the bytes around a partial
    * write come from the original sector while it still reads.  Read
@@ -350,6 +355,12 @@ remap_pending_write_locked (struct remap_device *dev,
       *err = ENOMEM;
       return -1;
     }
+    /* A pending mark is set without waiting for the write windows
+     * (sector.h): a write that saw no entry may still be on its way to
+     * the origin.  It must be in what the merge reads.
+     */
+    if (e->spare != REMAP_LOST_DATA)
+      remap_windows_drain (dev, REMAP_WINDOW_WRITE);
     if (e->spare != REMAP_LOST_DATA &&
         remap_read_with_retries (dev, origin, whole, slen, sstart,
                                  err) == 0) {
