@@ -313,12 +313,10 @@ remap_write_per_unit (struct remap_device *dev,
 
 int
 remap_pending_read (struct remap_device *dev, const struct remap_io *origin,
-                    void *buf, uint32_t len, uint64_t offset, int *err)
+                    const struct remap_entry *e, void *buf, uint32_t len,
+                    uint64_t offset, int *err)
 {
-  struct remap_entry e;
-
-  if (remap_table_lookup (dev->table, offset / dev->geo.sector_size, &e) &&
-      e.state == REMAP_STATE_PENDING && e.spare == REMAP_LOST_DATA)
+  if (e->spare == REMAP_LOST_DATA)
     *err = EIO;
   else if (remap_read_with_retries (dev, origin, buf, len, offset, err) == 0)
     return 0;
