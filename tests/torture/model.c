@@ -525,7 +525,11 @@ plant (uint64_t off, uint32_t len, uint64_t rs, char *buf)
     uint64_t m = superseded_before (pc, rs);
 
     if (planted_kind == PLANT_GARBAGE) {
-      buf[i + 100] ^= 0x5a;
+      /* Eight bytes, so that no version it may return explains them
+       * all, even as a torn read (torn_legal).
+       */
+      for (int b = 100; b < 108; b++)
+        buf[i + b] ^= 0x5a;
       planted_done = true;
       return;
     }
