@@ -203,7 +203,7 @@ make_exit_key (void)
 /* First count of this thread for dev: gives back the slot it had for
  * another device and takes the lowest free one, if any.
  */
-static void __attribute__ ((noinline))
+static void __attribute__ ((noinline, cold))
 take_slot (struct remap_device *dev)
 {
   uint64_t free_slots;
