@@ -83,7 +83,9 @@ extern void remap_metadata_adopt (struct remap_metadata *md,
  * is durable before anything points at it), then each copy followed
  * by a flush, invalid copies first so a valid one always survives a
  * crash.  A copy that fails with an I/O error moves to a free
- * relocation slot if take_run is set (md->location changes).
+ * relocation slot if take_run is set (md->location changes).  The
+ * only valid copy left is never written over in place: it goes to a
+ * free slot, or stays as it is and the write fails (EIO).
  * Succeeds if at least one copy was written; *degraded says whether
  * any could not be.
  */
