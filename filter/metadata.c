@@ -541,8 +541,10 @@ write_one (struct remap_metadata *md, int i,
     *err = EIO;
     if (md->take_run &&
         move_copy (md, i, entries, n, h, table, table_write_len, hslot,
-                   err) == 0)
+                   err) == 0) {
+      md->moved_sole |= 1u << i;
       return 0;
+    }
     md->copy_valid[i] = true;
     return -1;
   }
@@ -591,6 +593,7 @@ remap_metadata_write (struct remap_metadata *md,
   memcpy (h.counters, md->counters, sizeof h.counters);
 
   update_bytes = 0;
+  md->moved_sole = 0;
   /* Spare data first: nothing may point at a spare whose data could
    * still be lost.
    */

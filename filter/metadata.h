@@ -66,6 +66,10 @@ struct remap_metadata {
   void (*release_run) (void *opaque, uint32_t first, uint32_t count);
   void *run_opaque;
   uint32_t failed_slots;        /* bit k: slot k failed a write */
+  /* Bit i: the last write moved copy i to a slot because it was the
+   * only valid copy, not because its place failed.
+   */
+  uint32_t moved_sole;
   /* Asked before each plugin call of a write; may be NULL.  An update
    * stopped between calls leaves every copy valid (old or new).
    */
