@@ -8,8 +8,9 @@
 # after it fail with EIO, copy B's header is unchanged, the log says
 # why once, status shows which copy holds the table, and what was
 # stored before still reads.  A copy that needs a repair at startup
-# where no copy can be written: refused, saying that -r serves it, and
-# -r does.
+# where it cannot be written anywhere: refused (also when only the
+# valid copy's place takes writes, which stays unchanged), saying that
+# -r serves it, and -r does.
 source "$(dirname "$0")/functions.sh"
 set -e
 requires qemu-io nbdsh
@@ -115,7 +116,35 @@ qio "$sock" -c "read -P 0x22 $((5*ss)) $ss" -c "read -P 0x11 0 $((5*ss))"
 stop_server "$sock"
 [ "$STOP_RC" -eq 0 ] || fail "nbdkit exited with status $STOP_RC"
 
-# 5. Copy B damaged while the whole region stops taking writes: the
+# 5. Copy A damaged while none of its places takes writes (header B
+#    still does): the repair at startup could only write copy B, the
+#    only valid copy, over in place.  Refused instead, naming -r, and
+#    header B is unchanged.  (Copy A is given back its bytes after.)
+a_damage=$((moved_to + 200))
+saved=$(od -An -tx1 -j "$a_damage" -N 4 "$disk" | tr -d ' \n' |
+          sed 's/../\\x&/g')
+poke "$disk" "$a_damage" '\xde\xad\xbe\xef'
+{
+  echo "write $header_a"
+  for k in 0 1 2 3; do
+    echo "write $((spare0 + total - (k+1)*run))"
+  done
+} >"$list"
+header_b_before=$(dd if="$disk" bs=$ss skip="$header_b" count=1 2>/dev/null |
+                    md5sum)
+r=0
+try_start "$tmp/log4b" --filter="$REMAP_FILTER" --filter="$BADSECTOR_FILTER" \
+  file "$disk" badsector-file="$list" || r=$?
+[ $r -ne $TRY_STARTED ] ||
+  fail "started writable although the repair could only write over the only valid copy"
+grep -q "could not be repaired.*-r to serve the disk read-only" \
+  "$tmp/log4b" || fail "the refusal does not name -r: $(cat "$tmp/log4b")"
+[ "$(dd if="$disk" bs=$ss skip="$header_b" count=1 2>/dev/null |
+     md5sum)" = "$header_b_before" ] ||
+  fail "the repair wrote copy B, the only valid copy, over in place"
+poke "$disk" "$a_damage" "$saved"
+
+# 6. Copy B damaged while the whole region stops taking writes: the
 #    repair cannot be written anywhere.  The writable server refuses,
 #    naming -r; a read-only server serves the data from copy A.
 poke "$disk" $((header_b * ss + 200)) '\xde\xad\xbe\xef'
