@@ -99,8 +99,9 @@ grep -q "writing the remap table failed: metadata copy A could not be written.*c
 [ "$(ctl_get metadata.copies.1.valid)" = True ] &&
   [ "$(ctl_get metadata.copies.0.valid)" = False ] ||
   fail "status does not say that copy B holds the table"
-[ "$(ctl_get metadata.sync_failures)" -ge 3 ] ||
-  fail "status does not count the failed table writes"
+[ "$(ctl_get metadata.sync_failures)" -ge 3 ] &&
+  [ "$(ctl_get metadata.last_sync_failed)" = True ] ||
+  fail "status does not say that the table writes fail"
 qio "$sock" -c "read -P 0x22 $((5*ss)) $ss" -c "read -P 0x11 0 $((5*ss))"
 
 # 4. The disk recovers: the next flush makes everything durable, and
@@ -109,6 +110,8 @@ qio "$sock" -c "read -P 0x22 $((5*ss)) $ss" -c "read -P 0x11 0 $((5*ss))"
 qio "$sock" -c "flush"
 grep -q "the remap table is written again" "$tmp/log2" ||
   fail "the recovery is not logged"
+[ "$(ctl_get metadata.last_sync_failed)" = False ] ||
+  fail "status still says that the table writes fail"
 stop_server "$sock"
 serve "$tmp/log3"
 qio "$sock" -c "read -P 0x22 $((5*ss)) $ss" -c "read -P 0x11 0 $((5*ss))"
