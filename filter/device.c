@@ -195,12 +195,55 @@ log_moved_copies (struct remap_device *dev,
     remap_copy_offsets (&dev->geo, i, was_at[i], &from, &table_offset);
     remap_copy_offsets (&dev->geo, i, dev->md.location[i], &to,
                         &table_offset);
-    nbdkit_error ("remap: warning: metadata copy %c could not be written "
-                  "at offset %" PRIu64 " (a failing sector under it); moved "
-                  "it to spare sectors %" PRIu32 "-%" PRIu32 " at offset %"
-                  PRIu64 ", which are no longer spares", 'A' + i, from,
-                  first, first + n - 1, to);
+    if (dev->md.moved_sole & (1u << i))
+      nbdkit_error ("remap: warning: metadata copy %c at offset %" PRIu64
+                    " was the only valid copy, so it was not written over "
+                    "(the other copy could not be written anywhere); the "
+                    "new table went to spare sectors %" PRIu32 "-%" PRIu32
+                    " at offset %" PRIu64 ", which are no longer spares",
+                    'A' + i, from, first, first + n - 1, to);
+    else
+      nbdkit_error ("remap: warning: metadata copy %c could not be written "
+                    "at offset %" PRIu64 " (a failing sector under it); "
+                    "moved it to spare sectors %" PRIu32 "-%" PRIu32
+                    " at offset %" PRIu64 ", which are no longer spares",
+                    'A' + i, from, first, first + n - 1, to);
   }
+}
+
+/* Says why a table write failed: once when it starts failing (or
+ * fails differently), not on every retry, since every write and flush
+ * that waits for the table retries it.
+ */
+static void
+log_write_failure (struct remap_device *dev, int err)
+{
+  int kept = -1;
+
+  if (err == dev->table_write_errno) {
+    nbdkit_debug ("remap: writing the remap table failed again: %s",
+                  strerror (err));
+    return;
+  }
+  if (err != ESHUTDOWN)
+    dev->table_write_errno = err;
+  for (int i = 0; i < REMAP_COPIES; i++)
+    if (dev->md.copy_valid[i])
+      kept = i;
+  if (err == EIO && kept >= 0)
+    nbdkit_error ("remap: writing the remap table failed: metadata copy "
+                  "%c could not be written, at its place or in any free "
+                  "relocation slot, and copy %c, the only valid copy, is "
+                  "never written over in place (a crash during that write "
+                  "would leave no copy): it keeps the table of generation %"
+                  PRIu64 ".  The new remaps are not durable and writes that "
+                  "need them fail with EIO until a table write succeeds; "
+                  "everything else is served.  Copy the data off the disk",
+                  'A' + (kept == 0), 'A' + kept, dev->md.generation);
+  else
+    nbdkit_error ("remap: writing the remap table failed: %s; the new "
+                  "remaps are not durable and writes that need them fail "
+                  "until a metadata write succeeds", strerror (err));
 }
 
 /* The sync thread's write: the table's sectors, then the retired
@@ -248,11 +291,14 @@ device_sync_write (void *vp)
   memcpy (was_at, dev->md.location, sizeof was_at);
   if (remap_metadata_write (&dev->md, entries, n + nr_retired,
                             &degraded, &err) == -1) {
-    nbdkit_error ("remap: writing the remap table failed: %s; the new "
-                  "remaps are not durable and writes that need them fail "
-                  "until a metadata write succeeds", strerror (err));
+    log_write_failure (dev, err);
     errno = err;
     return -1;
+  }
+  if (dev->table_write_errno) {
+    nbdkit_error ("remap: the remap table is written again (generation %"
+                  PRIu64 ")", dev->md.generation);
+    dev->table_write_errno = 0;
   }
   clock_gettime (CLOCK_MONOTONIC, &t1);
   __atomic_store_n (&dev->counters[REMAP_COUNTER_LAST_SYNC_NS],
@@ -637,11 +683,13 @@ remap_device_open (const struct remap_options *opt,
                     opt->store_name, what);
       remap_sync_mark_changed (dev->sync);
       if (remap_sync_now (dev->sync) == -1) {
-        nbdkit_error ("remap: the metadata of %s could not be repaired: no "
-                      "copy could be written anywhere, so this server could "
-                      "not make a remap durable; refusing to start.  Start "
-                      "nbdkit with -r to serve the disk read-only from the "
-                      "copy in use", opt->store_name);
+        nbdkit_error ("remap: the metadata of %s could not be repaired: "
+                      "the damaged copy could not be written anywhere, and "
+                      "the valid copy is never written over in place while "
+                      "it is the only one, so this server could not make a "
+                      "remap durable; refusing to start.  Start nbdkit with "
+                      "-r to serve the disk read-only from the copy in use",
+                      opt->store_name);
         goto error;
       }
     }

@@ -115,6 +115,7 @@ struct remap_device {
 
   struct remap_options opt;
   bool redundancy_reduced;      /* last metadata write missed a copy */
+  int table_write_errno;        /* of the failing table writes, or 0 */
   /* Set by the glue: true once nbdkit is quitting (or the client of
    * the calling thread is gone), so recovery loops and waiters stop.
    */

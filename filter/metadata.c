@@ -468,8 +468,8 @@ write_copy (struct remap_metadata *md, int i, struct remap_header *h,
   return 0;
 }
 
-/* Copy i failed a write where it lives: moves it to the first free
- * relocation slot that takes the write.  A slot that fails is not
+/* Writes copy i into the first free relocation slot that takes the
+ * write, leaving where it lives untouched.  A slot that fails is not
  * tried again; the slot the copy leaves goes back to the pool.
  */
 static int
@@ -481,10 +481,8 @@ move_copy (struct remap_metadata *md, int i,
   const uint32_t old = md->location[i];
   uint32_t first, n, old_first, old_n;
 
-  if (old != REMAP_LOCATION_HOME)
-    md->failed_slots |= 1u << (old - 1);
   for (uint32_t k = 0; remap_relocation_slot (&md->geo, k, &first, &n); k++) {
-    if (md->failed_slots & (1u << k))
+    if ((md->failed_slots & (1u << k)) || k + 1 == old)
       continue;
     /* The other copy's slot is taken, so is never offered here; nor is
      * a spare released since the table was snapshot.
@@ -506,6 +504,58 @@ move_copy (struct remap_metadata *md, int i,
     md->failed_slots |= 1u << k;
   }
   return -1;
+}
+
+/* Whether copy i is the only one holding the newest durable table
+ * (the one loaded or last written, or the one this update already
+ * wrote).
+ */
+static bool
+sole_valid_copy (const struct remap_metadata *md, int i)
+{
+  if (!md->copy_valid[i])
+    return false;
+  for (int j = 0; j < REMAP_COPIES; j++)
+    if (j != i && md->copy_valid[j])
+      return false;
+  return true;
+}
+
+/* Writes copy i of an update.  The sole valid copy is never written
+ * over where it lies: a crash during that write would leave no valid
+ * copy at all.  It goes to a free relocation slot instead, and when
+ * none takes it, it stays as it is, valid, and the write fails: its
+ * table (older, but the newest durable one) is what a restart loads.
+ * Any other copy is written where it lives, and moves to a slot if
+ * that fails with an I/O error.
+ */
+static int
+write_one (struct remap_metadata *md, int i,
+           const struct remap_entry *entries, size_t n,
+           struct remap_header *h, const unsigned char *table,
+           uint64_t table_write_len, unsigned char *hslot, int *err)
+{
+  const uint32_t at = md->location[i];
+
+  if (sole_valid_copy (md, i)) {
+    *err = EIO;
+    if (md->take_run &&
+        move_copy (md, i, entries, n, h, table, table_write_len, hslot,
+                   err) == 0) {
+      md->moved_sole |= 1u << i;
+      return 0;
+    }
+    md->copy_valid[i] = true;
+    return -1;
+  }
+  if (write_copy (md, i, h, table, table_write_len, hslot, err) == 0)
+    return 0;
+  if (*err == ESHUTDOWN || md->take_run == NULL)
+    return -1;
+  if (at != REMAP_LOCATION_HOME)
+    md->failed_slots |= 1u << (at - 1);
+  return move_copy (md, i, entries, n, h, table, table_write_len, hslot,
+                    err);
 }
 
 int
@@ -543,6 +593,7 @@ remap_metadata_write (struct remap_metadata *md,
   memcpy (h.counters, md->counters, sizeof h.counters);
 
   update_bytes = 0;
+  md->moved_sole = 0;
   /* Spare data first: nothing may point at a spare whose data could
    * still be lost.
    */
@@ -556,22 +607,16 @@ remap_metadata_write (struct remap_metadata *md,
     if (md->copy_valid[i])
       order[k++] = i;
 
-  /* A copy that was not written (error, or stopped) is marked stale,
-   * so that the next update writes it first: the copy holding the
-   * newest table is never the one being overwritten.
+  /* A copy that was not written (error, or stopped) stays marked
+   * stale, so that the next update writes it first; the sole holder
+   * of the newest table is only ever written elsewhere (write_one).
    */
   for (k = 0; k < REMAP_COPIES; k++) {
-    if (write_copy (md, order[k], &h, table, table_write_len,
-                    hslot, err) == 0 ||
-        (*err != ESHUTDOWN && md->take_run &&
-         move_copy (md, order[k], entries, n, &h, table, table_write_len,
-                    hslot, err) == 0))
+    if (write_one (md, order[k], entries, n, &h, table, table_write_len,
+                   hslot, err) == 0)
       written++;
-    else {
-      if (!first_err)
-        first_err = *err;
-      md->copy_valid[order[k]] = false;
-    }
+    else if (!first_err)
+      first_err = *err;
   }
   if (written == 0) {
     *err = first_err ? first_err : EIO;

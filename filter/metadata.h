@@ -66,6 +66,10 @@ struct remap_metadata {
   void (*release_run) (void *opaque, uint32_t first, uint32_t count);
   void *run_opaque;
   uint32_t failed_slots;        /* bit k: slot k failed a write */
+  /* Bit i: the last write moved copy i to a slot because it was the
+   * only valid copy, not because its place failed.
+   */
+  uint32_t moved_sole;
   /* Asked before each plugin call of a write; may be NULL.  An update
    * stopped between calls leaves every copy valid (old or new).
    */
@@ -83,7 +87,9 @@ extern void remap_metadata_adopt (struct remap_metadata *md,
  * is durable before anything points at it), then each copy followed
  * by a flush, invalid copies first so a valid one always survives a
  * crash.  A copy that fails with an I/O error moves to a free
- * relocation slot if take_run is set (md->location changes).
+ * relocation slot if take_run is set (md->location changes).  The
+ * only valid copy left is never written over in place: it goes to a
+ * free slot, or stays as it is and the write fails (EIO).
  * Succeeds if at least one copy was written; *degraded says whether
  * any could not be.
  */

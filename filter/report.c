@@ -147,11 +147,11 @@ remap_report_status (struct remap_device *dev, struct remap_buf *b)
                     ",\"copies_valid\":%s,\"syncs\":%" PRIu64
                     ",\"sync_failures\":%" PRIu64 ",\"last_sync_time\":%"
                     PRIu64 ",\"last_sync_duration_ns\":%" PRIu64
-                    ",\"dirty\":%s,\"copies\":[",
+                    ",\"last_sync_failed\":%s,\"dirty\":%s,\"copies\":[",
                     __atomic_load_n (&dev->md.generation, __ATOMIC_RELAXED),
                     degraded_copies (dev) ? "false" : "true",
                     st.syncs, st.failures, st.last_sync_time,
-                    st.last_duration_ns,
+                    st.last_duration_ns, st.last_failed ? "true" : "false",
                     remap_sync_is_dirty (dev->sync) ? "true" : "false");
   for (int i = 0; i < REMAP_COPIES; i++) {
     uint32_t location = __atomic_load_n (&dev->md.location[i],

@@ -119,6 +119,23 @@ grep -q "rewrote copy A" "$tmp/out" || fail "repair does not say it rewrote A"
 ctl --disk="$disk" check
 [ "$(states --disk="$disk")" = "5:remapped" ] || fail "repair changed the entries"
 
+# Copy A bad again, and its header sector no longer takes writes (the
+# disk served through the bad-sector source): copy B, the only valid
+# copy, is not written over in place, so repair fails and header B is
+# unchanged.
+poke "$disk" $((ha + 200)) 'XXXX'
+echo "write $((ha / ss))" >"$tmp/bad-header-a.txt"
+start_server sock "$tmp/log-bad" --filter="$BADSECTOR_FILTER" file "$disk" \
+  badsector-file="$tmp/bad-header-a.txt"
+hb_before=$(dd if="$disk" bs=$ss skip=$((hb / ss)) count=1 2>/dev/null | md5sum)
+expect 3 "$REMAPCTL" --uri="$(uri "$sock")" repair
+grep -q "copy A .* could not be written, and copy B, the only valid copy, is not written over in place: nothing was changed" \
+  "$tmp/err" || { cat "$tmp/err"; fail "repair does not say why it failed"; }
+stop_server "$sock"
+[ "$(dd if="$disk" bs=$ss skip=$((hb / ss)) count=1 2>/dev/null | md5sum)" \
+  = "$hb_before" ] || fail "repair wrote copy B, the only valid copy, in place"
+ctl --disk="$disk" repair
+
 # Header B lost entirely: copy A is found where the defaults put it.
 dd if=/dev/zero of="$disk" bs=$ss seek=$((hb / ss)) count=1 conv=notrunc \
    status=none

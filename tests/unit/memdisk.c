@@ -89,8 +89,15 @@ md_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
   d->pwrites++;
   if (write_allowed (d, count, offset, err))
     memcpy (d->data + offset, buf, count);
-  else
+  else {
+    if (d->writes_left == 0 && d->torn_bytes && offset + count <= d->size &&
+        !touches (d->bad_write, d->nr_bad_write, d->bad_unit, offset, count)) {
+      memcpy (d->data + offset, buf,
+              d->torn_bytes < count ? d->torn_bytes : count);
+      d->torn_bytes = 0;
+    }
     r = -1;
+  }
   pthread_mutex_unlock (&d->lock);
   return r;
 }

@@ -25,6 +25,10 @@ struct memdisk {
   unsigned nr_bad_write, nr_bad_read;
   bool fail_all_writes;         /* every write fails with EIO */
   int64_t writes_left;          /* if >= 0: writes that may still work */
+  /* The first write refused by writes_left stores this many of its
+   * first bytes: a write torn by a crash.
+   */
+  uint32_t torn_bytes;
   uint32_t write_delay_us;      /* each write/zero sleeps this long first */
   /* Flush: while flush_hold, a flush waits (memdisk_release_flushes);
    * with flush_fail it fails with EIO.

@@ -54,6 +54,14 @@ cmd_repair (int argc, char **argv)
     was_bad[i] = !md.copy_valid[i];
   if (remap_metadata_write (&md, lr.entries, lr.header.entry_count,
                             &degraded, &err) == -1) {
+    for (int i = 0; i < REMAP_COPIES; i++)
+      if (err == EIO && md.copy_valid[i])
+        error_msg ("copy %s of the metadata of %s could not be written, "
+                   "and copy %s, the only valid copy, is not written over "
+                   "in place: nothing was changed.  Start the filter "
+                   "writable to move copy %s to spare sectors",
+                   copy_name (1 - i), target_name (), copy_name (i),
+                   copy_name (1 - i));
     error_msg ("rewriting the metadata of %s failed: %s", target_name (),
                strerror (err));
     free (lr.entries);
