@@ -33,7 +33,9 @@
  *  - A FUA write under way when another request hears an EIO may have
  *    lost its data to it (its own writeback then finds nothing left to
  *    write and succeeds), so it reports EIO, and the data path writes
- *    it again sector by sector from the client's buffer.
+ *    it again sector by sector from the client's buffer (on the store,
+ *    to another spare).  So does a FUA write made of a write and a
+ *    flush (the spare file), if the error came before its flush ended.
  * With every write carrying FUA nothing is ever owed; where errors are
  * not delayed (remap-plugin-cache=no) none of this applies.
  * Counting costs two atomic additions per write without FUA, and two
@@ -107,6 +109,15 @@ remap_errseq_write_end (struct remap_errseq *es, int r, uint32_t flags,
     return -1;
   }
   return r;
+}
+
+int
+remap_errseq_fua_by_flush (struct remap_errseq *es, int r, int *err,
+                           uint64_t at_start)
+{
+  if (r == 0)
+    r = remap_errseq_flush (es, false, err);
+  return remap_errseq_write_end (es, r, REMAP_FLAG_FUA, err, at_start);
 }
 
 int

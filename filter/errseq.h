@@ -48,6 +48,15 @@ extern int remap_errseq_write_end (struct remap_errseq *es, int r,
                                    uint32_t flags, int *err,
                                    uint64_t at_start);
 
+/* A FUA write made as a write without FUA (r: how it went) and a
+ * flush of the filter's own, for a descriptor that has no FUA: it
+ * fails if another request heard a writeback error between at_start
+ * (from remap_errseq_write_begin with REMAP_FLAG_FUA) and the end of
+ * the flush, because the error may have been this write's.
+ */
+extern int remap_errseq_fua_by_flush (struct remap_errseq *es, int r,
+                                      int *err, uint64_t at_start);
+
 /* Flushes.  report: the caller tells the result to the parties whose
  * writes the flush covers (a client's flush), so it also fails for an
  * error another party heard while those writes were not flushed.

@@ -84,6 +84,11 @@ file_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
     count -= r;
     offset += r;
   }
+  /* FUA here rather than by the caller's flush, so that an error that
+   * another party's fdatasync heard meanwhile fails this write.
+   */
+  if (flags & REMAP_FLAG_FUA)
+    return remap_errseq_fua_by_flush (&f->errseq, ret, err, at_start);
   return remap_errseq_write_end (&f->errseq, ret, flags, err, at_start);
 }
 
@@ -384,6 +389,7 @@ remap_file_open (struct remap_file *f, const char *what, const char *path,
     .pwrite = file_pwrite,
     .trim = S_ISREG (st.st_mode) ? file_trim : NULL,
     .flush = file_flush,
+    .can_fua = true,
     .extent = S_ISREG (st.st_mode) ? file_extent : NULL,
     .truncate = spare && write && S_ISREG (st.st_mode)
       ? file_truncate : NULL,

@@ -123,6 +123,20 @@ drop_kept (struct memdisk *d)
   return true;
 }
 
+/* The end of a write: a FUA write (if the test set io.can_fua) is the
+ * write and a flush, as on a spare file (filestore.c).
+ */
+static int
+md_write_end (struct memdisk *d, int r, uint32_t flags, int *err,
+              uint64_t at_start)
+{
+  if (!(flags & REMAP_FLAG_FUA))
+    return remap_errseq_write_end (&d->errseq, r, flags, err, at_start);
+  if (r == 0 && d->before_flush)
+    d->before_flush (d, d->before_flush_opaque);
+  return remap_errseq_fua_by_flush (&d->errseq, r, err, at_start);
+}
+
 static int
 md_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
            uint32_t flags, int *err)
@@ -141,7 +155,7 @@ md_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
   else
     r = -1;
   pthread_mutex_unlock (&d->lock);
-  return remap_errseq_write_end (&d->errseq, r, flags, err, at_start);
+  return md_write_end (d, r, flags, err, at_start);
 }
 
 static int
@@ -164,7 +178,7 @@ md_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
   else
     r = -1;
   pthread_mutex_unlock (&d->lock);
-  return remap_errseq_write_end (&d->errseq, r, flags, err, at_start);
+  return md_write_end (d, r, flags, err, at_start);
 }
 
 static int

@@ -33,7 +33,10 @@ struct memdisk {
   struct memdisk_undo *undo;
   unsigned nr_undo;
   struct remap_errseq errseq;
-  /* Called at the start of each flush, before any lock (may be NULL). */
+  /* Called at the start of each flush, before any lock, and so before
+   * the flush of a FUA write, which a test may allow by setting
+   * io.can_fua (may be NULL).
+   */
   void (*before_flush) (struct memdisk *d, void *opaque);
   void *before_flush_opaque;
   bool fail_all_writes;         /* every write fails with EIO */

@@ -246,6 +246,47 @@ START_TEST (test_table_error_heard_by_other_flush)
 }
 END_TEST
 
+static void
+other_party_flushes_once (struct memdisk *d, void *vp)
+{
+  int *dropped = vp;
+  int err;
+
+  d->before_flush = NULL;
+  if (d->io.flush (d->io.opaque, &err) == -1)
+    (*dropped)++;
+}
+
+/* A FUA write to a remapped sector, on a spare file (which makes FUA
+ * a write and an fdatasync): another party's flush runs first and
+ * hears the error of the FUA data.  The FUA write must not succeed
+ * with its data gone: it fails on that spare, and the data path moves
+ * the sector to another spare.
+ */
+START_TEST (test_fua_spare_error_heard_by_other_flush)
+{
+  struct fixture fx;
+  struct remap_entry e;
+  uint64_t spare;
+  int dropped = 0, err;
+
+  fixture_open (&fx);
+  spare = remap_sector (&fx, 3, 0x33);
+  fx.store->io.can_fua = true;  /* as the spare file's store */
+  memdisk_fail_writeback (fx.store, spare);
+  fx.store->before_flush = other_party_flushes_once;
+  fx.store->before_flush_opaque = &dropped;
+
+  ck_assert_int_eq (write_sector (&fx, 3, 0x44, REMAP_FLAG_FUA, &err), 0);
+  ck_assert_int_eq (dropped, 1);
+  ck_assert (remap_table_lookup (fx.dev->table, 3, &e));
+  ck_assert_uint_eq (e.state, REMAP_STATE_REMAPPED);
+  ck_assert_uint_ne (remap_spare_where (fx.dev, &e, 3 * SS) / SS, spare);
+  ck_assert_uint_eq (read_sector (&fx, 3), 0x44);
+  fixture_free (&fx);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -258,6 +299,7 @@ main (void)
   tcase_add_test (tc, test_sync_hears_spare_error);
   tcase_add_test (tc, test_covered_error_not_owed);
   tcase_add_test (tc, test_table_error_heard_by_other_flush);
+  tcase_add_test (tc, test_fua_spare_error_heard_by_other_flush);
   suite_add_tcase (s, tc);
   sr = srunner_create (s);
   srunner_run_all (sr, CK_NORMAL);
