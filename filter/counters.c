@@ -1,20 +1,80 @@
 /* nbdkit-remap: the I/O counters, cheap enough for the fast path.
  *
- * Every request bumps two counters, through one lookup of its slot.  With one shared atomic per
- * counter, two connections on two CPUs would bounce the same cache
- * line on every request; instead each thread takes a slot of its own
- * (a cache line apart), writes it without atomic read-modify-write,
- * and readers add the slots up.  Threads beyond the slots fall back to
- * the shared atomics.
+ * Every request bumps two counters, through one lookup of its slot.
+ * With one shared atomic per counter, two connections on two CPUs
+ * would bounce the same cache line on every request; instead each
+ * thread takes a slot of its own (a cache line apart), writes it
+ * without atomic read-modify-write, and readers add the slots up.
+ * Threads beyond the slots fall back to the shared atomics.
+ *
+ * Slots are given back.  nbdkit starts worker threads for each
+ * connection and ends them when it closes, so a server whose clients
+ * reconnect would otherwise run out of slots after a few connections
+ * and put every request on the shared atomics for good.  A thread
+ * that takes a slot registers a thread-exit destructor (a pthread
+ * key); the destructor, or the thread itself when it moves on to
+ * another device, marks the slot free, and the next thread that needs
+ * one takes the lowest free slot.  What makes this safe:
+ *
+ * Counts stay exact without a fold.  A freed slot keeps its counts,
+ * and its next owner goes on adding to them; readers add up every
+ * slot ever owned ([0, nr_slots)), free or not, plus dev->counters.
+ * Moving the counts into dev->counters instead would let a reader
+ * running meanwhile see them twice or not at all (a total that goes
+ * down breaks Prometheus counters), unless readers took a lock.  The
+ * hand-over is ordered by slots_lock: the old owner's last stores
+ * happen before the new owner's first.
+ *
+ * Windows.  A slot's window value only grows, odd while a window is
+ * open, and it too is kept for the next owner.  nbdkit ends a thread
+ * only between requests, and windows never outlive a request, so a
+ * slot given back has no open window (asserted).  A drain scanning
+ * meanwhile reads a value that is even, so it does not wait for it,
+ * or odd from a window opened by the new owner, which changes when
+ * that window closes: never the same odd value again, so it neither
+ * waits forever nor confuses two windows.  nr_slots never shrinks,
+ * and a thread takes its slot before it opens its first window in it
+ * (before the fence of window_open), so a drain that comes after that
+ * fence scans the slot.
+ *
+ * Devices that are freed.  A thread may exit long after the device
+ * it counted for is freed (tools and tests open several in turn, and
+ * nbdkit's connection threads are detached: the last ones may still
+ * be exiting while the filter is unloaded).  The cache in the thread
+ * holds the device's id, never used to reach the device directly: the
+ * destructor looks the id up in the registry of live devices under
+ * slots_lock, and remap_counters_free takes the device out of the
+ * registry under the same lock before the device is freed.
+ *
+ * The destructor's code.  nbdkit 1.32 unloads the filter (dlclose)
+ * right after .unload, while a detached connection thread may still
+ * be on its way out (server/sockets.c counts it as gone before it
+ * returns; worker threads are joined before .finalize).  A pthread key
+ * cannot be deleted safely then (the thread may have read the
+ * destructor's address already).  Instead, the first time a key is
+ * made, the object holding this code is pinned in memory
+ * (RTLD_NODELETE): the key and its destructor stay valid until the
+ * process exits, which nbdkit does right after unloading.  If the
+ * object cannot be pinned, no key is made and slots are never given
+ * back, as before.
  */
 #include <config.h>
 
+#include <assert.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <time.h>
+
+#include <nbdkit-filter.h>
 
 #include "device.h"
 #include "sector.h"
+
+static_assert (REMAP_COUNTER_SLOTS == 64, "slots_owned is one uint64_t");
 
 static uint64_t next_device_id = 1;
 
@@ -32,6 +92,16 @@ static uint64_t next_device_id = 1;
 static __thread uint64_t cached_id TLS_FAST;
 static __thread struct remap_counter_slot *cached_slot TLS_FAST;
 
+/* The registry of live devices and the owners of their slots: taken
+ * when a thread first counts for a device and when it exits, never
+ * per request.
+ */
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct remap_device *live_devices;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t exit_key;
+static bool have_exit_key;
+
 int
 remap_counters_init (struct remap_device *dev)
 {
@@ -41,18 +111,132 @@ remap_counters_init (struct remap_device *dev)
   if (dev->slots == NULL)
     return -1;
   memset (dev->slots, 0, REMAP_COUNTER_SLOTS * sizeof *dev->slots);
+  pthread_mutex_lock (&slots_lock);
+  dev->live_next = live_devices;
+  live_devices = dev;
+  pthread_mutex_unlock (&slots_lock);
   return 0;
 }
 
-/* This thread's slot, or NULL once every slot is taken. */
-static struct remap_counter_slot *
+void
+remap_counters_free (struct remap_device *dev)
+{
+  pthread_mutex_lock (&slots_lock);
+  for (struct remap_device **p = &live_devices; *p; p = &(*p)->live_next)
+    if (*p == dev) {
+      *p = dev->live_next;
+      break;
+    }
+  pthread_mutex_unlock (&slots_lock);
+  free (dev->slots);
+  dev->slots = NULL;
+}
+
+void
+remap_counters_slot_stats (struct remap_device *dev, unsigned *owned,
+                           uint64_t *threads_unslotted)
+{
+  pthread_mutex_lock (&slots_lock);
+  *owned = __builtin_popcountll (dev->slots_owned);
+  *threads_unslotted = dev->threads_unslotted;
+  pthread_mutex_unlock (&slots_lock);
+}
+
+/* Gives this thread's slot back, if its device still lives.  Caller
+ * holds slots_lock.
+ */
+static void
+give_back_locked (void)
+{
+  struct remap_device *dev = live_devices;
+
+  while (dev && dev->id != cached_id)
+    dev = dev->live_next;
+  if (dev && cached_slot) {
+    /* Only between requests: no window of ours is open. */
+    assert ((cached_slot->window[REMAP_WINDOW_WRITE] & 1) == 0);
+    assert ((cached_slot->window[REMAP_WINDOW_WALK] & 1) == 0);
+    dev->slots_owned &= ~(UINT64_C (1) << (cached_slot - dev->slots));
+  }
+  cached_id = 0;
+  cached_slot = NULL;
+}
+
+static void
+thread_exit (void *unused)
+{
+  (void) unused;
+  pthread_mutex_lock (&slots_lock);
+  give_back_locked ();
+  pthread_mutex_unlock (&slots_lock);
+}
+
+/* Keeps the object holding thread_exit loaded until the process
+ * exits (see the top of the file).  The main program is never
+ * unloaded; a shared object is pinned with RTLD_NODELETE.
+ */
+static bool
+pin_this_object (void)
+{
+  Dl_info self, prog;
+
+  if (dladdr ((void *) thread_exit, &self) == 0)
+    return false;
+  if (dladdr ((void *) getauxval (AT_PHDR), &prog) != 0 &&
+      prog.dli_fbase == self.dli_fbase)
+    return true;
+  /* Not closed: this reference is what keeps the object. */
+  return dlopen (self.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE)
+    != NULL;
+}
+
+static void
+make_exit_key (void)
+{
+  if (!pin_this_object ())
+    nbdkit_debug ("remap: cannot pin the filter in memory: counter slots "
+                  "are not given back when threads exit");
+  else
+    have_exit_key = pthread_key_create (&exit_key, thread_exit) == 0;
+}
+
+/* First count of this thread for dev: gives back the slot it had for
+ * another device and takes the lowest free one, if any.
+ */
+static void __attribute__ ((noinline, cold))
+take_slot (struct remap_device *dev)
+{
+  uint64_t free_slots;
+
+  pthread_once (&key_once, make_exit_key);
+  pthread_mutex_lock (&slots_lock);
+  give_back_locked ();
+  cached_id = dev->id;
+  free_slots = ~dev->slots_owned;
+  if (free_slots) {
+    unsigned i = __builtin_ctzll (free_slots);
+    dev->slots_owned |= UINT64_C (1) << i;
+    if (i >= dev->nr_slots)
+      __atomic_store_n (&dev->nr_slots, i + 1, __ATOMIC_RELAXED);
+    cached_slot = &dev->slots[i];
+  }
+  else
+    dev->threads_unslotted++;
+  pthread_mutex_unlock (&slots_lock);
+  /* A thread with no slot stays on the shared atomics: no key value,
+   * no destructor.  If the value cannot be set, the slot is not given
+   * back at exit (a slot lost, not a count).
+   */
+  if (cached_slot && have_exit_key)
+    pthread_setspecific (exit_key, cached_slot);
+}
+
+/* This thread's slot, or NULL if every slot was owned when it came. */
+static inline struct remap_counter_slot *
 thread_slot (struct remap_device *dev)
 {
-  if (cached_id != dev->id) {
-    unsigned i = __atomic_fetch_add (&dev->nr_slots, 1, __ATOMIC_RELAXED);
-    cached_id = dev->id;
-    cached_slot = i < REMAP_COUNTER_SLOTS ? &dev->slots[i] : NULL;
-  }
+  if (cached_id != dev->id)
+    take_slot (dev);
   return cached_slot;
 }
 
@@ -95,8 +279,7 @@ remap_device_counter (struct remap_device *dev, enum remap_counter c)
   uint64_t sum = __atomic_load_n (&dev->counters[c], __ATOMIC_RELAXED);
   unsigned used = __atomic_load_n (&dev->nr_slots, __ATOMIC_RELAXED);
 
-  if (used > REMAP_COUNTER_SLOTS)
-    used = REMAP_COUNTER_SLOTS;
+  /* Free slots too: they keep the counts of the threads that left. */
   for (unsigned i = 0; i < used; i++)
     sum += __atomic_load_n (&dev->slots[i].v[c], __ATOMIC_RELAXED);
   return sum;
@@ -178,8 +361,6 @@ remap_windows_drain (struct remap_device *dev, enum remap_window_kind kind)
   if (kind == REMAP_WINDOW_WRITE && remap_debug_selftest_bug == 4) return;
   __atomic_thread_fence (__ATOMIC_SEQ_CST);
   used = __atomic_load_n (&dev->nr_slots, __ATOMIC_RELAXED);
-  if (used > REMAP_COUNTER_SLOTS)
-    used = REMAP_COUNTER_SLOTS;
   /* A slot's window that is open now closes by changing its value;
    * a window opened after the fence sees the change, so the one seen
    * here is all there is to wait for: new windows never delay us.

@@ -128,7 +128,8 @@ read_span (void *vp, uint64_t offset, uint32_t len,
     return read_run (rq->dev, rq->origin, buf, len, offset, 0, err);
   rq->touched_entry = true;
   if (e->state == REMAP_STATE_PENDING)
-    return remap_pending_read (rq->dev, rq->origin, buf, len, offset, err);
+    return remap_pending_read (rq->dev, rq->origin, e, buf, len, offset,
+                               err);
   return remap_spare_read (rq->dev, e, buf, len, offset, err);
 }
 

@@ -718,7 +718,7 @@ remap_device_free (struct remap_device *dev)
   pthread_mutex_destroy (&dev->drain_lock[0]);
   pthread_mutex_destroy (&dev->drain_lock[1]);
   pthread_mutex_destroy (&dev->health_lock);
-  free (dev->slots);
+  remap_counters_free (dev);
   free (dev);
 }
 

@@ -135,13 +135,19 @@ struct remap_device {
   pthread_mutex_t drain_lock[2];
 
   /* Counters: what was loaded plus what no slot took, updated
-   * atomically; and one slot per thread (counters.c), so that
+   * atomically; and one slot per live thread (counters.c), so that
    * connections on different CPUs never write the same cache line.
+   * A thread gives its slot back when it exits; the slot keeps its
+   * counts and windows for the next owner.
    */
   uint64_t counters[REMAP_NR_COUNTERS];
   uint64_t id;                  /* tells threads' cached slots apart */
   struct remap_counter_slot *slots;
-  unsigned nr_slots;            /* taken so far (atomic) */
+  unsigned nr_slots;            /* ever owned: [0, nr_slots) (atomic) */
+  /* Under the slots lock of counters.c: */
+  uint64_t slots_owned;         /* bit i: slot i has a live owner */
+  uint64_t threads_unslotted;   /* threads that found no free slot */
+  struct remap_device *live_next;  /* registry of live devices */
   uint64_t pending_now;                  /* atomic */
 
   /* Health (health.c), under health_lock. */
@@ -232,6 +238,16 @@ extern void remap_count_request (struct remap_device *dev,
                                  enum remap_counter requests,
                                  enum remap_counter bytes, uint64_t n);
 extern int remap_counters_init (struct remap_device *dev);
+/* Before the device is freed: from now on a thread that exits no
+ * longer gives its slot back to it.
+ */
+extern void remap_counters_free (struct remap_device *dev);
+/* Slots owned by live threads now, and threads that found every slot
+ * owned and count through the shared atomics (for the status report).
+ */
+extern void remap_counters_slot_stats (struct remap_device *dev,
+                                       unsigned *owned,
+                                       uint64_t *threads_unslotted);
 /* Sectors pending now. */
 extern uint64_t remap_device_pending (struct remap_device *dev);
 /* Logs every counter with nbdkit_debug (at shutdown). */

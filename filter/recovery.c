@@ -91,6 +91,11 @@ remap_move_locked (struct remap_device *dev, const struct remap_io *origin,
   if ((prev ? remap_sector_take_spare (dev, sector, &spare, err)
        : remap_sector_reserve (dev, sector, &spare, err)) == -1)
     return -1;
+  /* A pending sector got its mark without that wait (as in
+   * remap_pending_write_locked).
+   */
+  if (prev && !lost && piece_len < slen && fill == REMAP_FILL_FROM_ORIGIN)
+    remap_windows_drain (dev, REMAP_WINDOW_WRITE);
 
   /* The whole sector goes to the spare: the bytes around a partial
    * write come from the original sector while it still reads.  Read
@@ -308,12 +313,10 @@ remap_write_per_unit (struct remap_device *dev,
 
 int
 remap_pending_read (struct remap_device *dev, const struct remap_io *origin,
-                    void *buf, uint32_t len, uint64_t offset, int *err)
+                    const struct remap_entry *e, void *buf, uint32_t len,
+                    uint64_t offset, int *err)
 {
-  struct remap_entry e;
-
-  if (remap_table_lookup (dev->table, offset / dev->geo.sector_size, &e) &&
-      e.state == REMAP_STATE_PENDING && e.spare == REMAP_LOST_DATA)
+  if (e->spare == REMAP_LOST_DATA)
     *err = EIO;
   else if (remap_read_with_retries (dev, origin, buf, len, offset, err) == 0)
     return 0;
@@ -350,6 +353,12 @@ remap_pending_write_locked (struct remap_device *dev,
       *err = ENOMEM;
       return -1;
     }
+    /* A pending mark is set without waiting for the write windows
+     * (sector.h): a write that saw no entry may still be on its way to
+     * the origin.  It must be in what the merge reads.
+     */
+    if (e->spare != REMAP_LOST_DATA)
+      remap_windows_drain (dev, REMAP_WINDOW_WRITE);
     if (e->spare != REMAP_LOST_DATA &&
         remap_read_with_retries (dev, origin, whole, slen, sstart,
                                  err) == 0) {

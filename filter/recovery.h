@@ -146,9 +146,14 @@ extern int remap_write_to_some_spare (struct remap_device *dev,
                                       uint32_t flags, uint32_t *spare,
                                       int *err);
 
-/* Reads and writes of a pending sector (writes under the unit lock). */
+/* Reads and writes of a pending sector (writes under the unit lock).
+ * A read goes by the entry its walk found (e), not a second lookup:
+ * a lost sector moved to a spare in between must not be read from its
+ * stale origin.
+ */
 extern int remap_pending_read (struct remap_device *dev,
-                               const struct remap_io *origin, void *buf,
+                               const struct remap_io *origin,
+                               const struct remap_entry *e, void *buf,
                                uint32_t len, uint64_t offset, int *err);
 extern int remap_pending_write_locked (struct remap_device *dev,
                                        const struct remap_io *origin,

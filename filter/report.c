@@ -116,6 +116,8 @@ remap_report_status (struct remap_device *dev, struct remap_buf *b)
   struct remap_sync_stats st;
   uint32_t used = remap_spares_used (dev->spares);
   uint32_t retired = remap_spares_retired (dev->spares);
+  unsigned slots_owned;
+  uint64_t unslotted;
 
   remap_sync_get_stats (dev->sync, &st);
   remap_buf_printf (b, "{\"ok\":true,\"health\":\"%s\","
@@ -137,7 +139,11 @@ remap_report_status (struct remap_device *dev, struct remap_buf *b)
   for (int i = 0; i < REMAP_NR_COUNTERS_USED; i++)
     remap_buf_printf (b, "%s\"%s\":%" PRIu64, i ? "," : "",
                       remap_counter_name (i), remap_device_counter (dev, i));
-  remap_buf_printf (b, "},\"metadata\":{\"generation\":%" PRIu64
+  remap_counters_slot_stats (dev, &slots_owned, &unslotted);
+  remap_buf_printf (b, "},\"counter_slots\":{\"total\":%d,\"owned\":%u,"
+                    "\"threads_without\":%" PRIu64 "}",
+                    REMAP_COUNTER_SLOTS, slots_owned, unslotted);
+  remap_buf_printf (b, ",\"metadata\":{\"generation\":%" PRIu64
                     ",\"copies_valid\":%s,\"syncs\":%" PRIu64
                     ",\"sync_failures\":%" PRIu64 ",\"last_sync_time\":%"
                     PRIu64 ",\"last_sync_duration_ns\":%" PRIu64

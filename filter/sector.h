@@ -33,7 +33,9 @@
  * to normal sectors take no lock: they run in a write window, and
  * remap_sector_reserve waits for the windows open when it set the
  * entry, so an origin write that started before the move is in the
- * origin before the move reads it.
+ * origin before the move reads it.  A pending mark is set without that
+ * wait (by a read), so whoever reads a pending sector's origin to merge
+ * a partial write into it waits for the windows first.
  */
 #ifndef REMAP_SECTOR_H
 #define REMAP_SECTOR_H

@@ -24,6 +24,7 @@
 #   uri SOCK                 the NBD URI of a socket
 #   export_size SOCK         the export size in bytes (nbdinfo)
 #   qio SOCK ARGS...         qemu-io on the export; fails the test on error
+#   qio_eio SOCK ARGS...     qemu-io on the export must fail with EIO
 #   bytes_all FILE OFF LEN HEX    true if every byte in the range is HEX
 #   le_u64 / le_u32 FILE OFF      little-endian integers from a file
 #   header_b FILE [SLOT]     offset of the last metadata header slot
@@ -358,6 +359,16 @@ qio ()
     echo "$out" >&2
     fail "qemu-io $* (status $r)"
   fi
+}
+
+# qio_eio SOCK ARGS...: qemu-io on the export must fail with EIO.
+qio_eio ()
+{
+  local sock=$1 out
+  shift
+  out=$(timeout 30 qemu-io -f raw "$(uri "$sock")" "$@" 2>&1) || true
+  echo "$out" | grep -q "Input/output error" ||
+    fail "qemu-io $* did not fail with EIO: $out"
 }
 
 # bytes_all FILE OFFSET LENGTH HEXBYTE: true if every byte is HEXBYTE.

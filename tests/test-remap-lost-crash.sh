@@ -25,15 +25,6 @@ server ()
     remap-spare-size=32k
 }
 
-read_fails ()
-{
-  local out
-  out=$(timeout 30 qemu-io -f raw "$(uri "$sock")" -c "read $1 $2" 2>&1) ||
-    true
-  echo "$out" | grep -q "Input/output error" ||
-    fail "reading $1+$2 did not fail with EIO: $out"
-}
-
 # count_syncs LOG: metadata writes done so far.
 count_syncs ()
 {
@@ -46,7 +37,7 @@ qio "$sock" -c "write -P 0x11 0 64k"
 echo "write 5" >"$list"
 qio "$sock" -c "write -P 0x22 $((5*ss)) $ss"
 printf 'write 5\nread %d\n' "$spare0" >"$list"
-read_fails $((5*ss)) $ss
+qio_eio "$sock" -c "read $((5*ss)) $ss"
 [ "$(ctl_get pending)" -eq 1 ] || fail "sector 5 is not lost"
 ctlcmd sync >/dev/null
 
@@ -76,7 +67,7 @@ rm -f "$sock"
 # After the crash: still lost.
 : >"$list"
 server "$tmp/log2"
-read_fails $((5*ss)) $ss
+qio_eio "$sock" -c "read $((5*ss)) $ss"
 [ "$(ctl_get pending)" -eq 1 ] || fail "the lost mark is gone: $(ctlcmd list)"
 stop_server "$sock"
 echo "$test_name: PASS"

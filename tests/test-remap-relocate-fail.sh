@@ -24,16 +24,6 @@ server ()
     remap-spare-size=32k
 }
 
-# read_fails OFFSET LEN: the read must fail with EIO.
-read_fails ()
-{
-  local out
-  out=$(timeout 30 qemu-io -f raw "$(uri "$sock")" -c "read $1 $2" 2>&1) ||
-    true
-  echo "$out" | grep -q "Input/output error" ||
-    fail "reading $1+$2 did not fail with EIO: $out"
-}
-
 # 1. Sector 5 holds 0x11 on the origin, then is remapped with 0x22.
 server "$tmp/log"
 [ "$(ctl_get spares.total)" -eq 8 ] || fail "expected 8 spares"
@@ -81,11 +71,11 @@ out=$(timeout 60 qemu-io -f raw "$(uri "$sock")" \
         -c "write -P 0x55 $((5*ss)) 512" 2>&1) || true
 echo "$out" | grep -q "Input/output error" ||
   fail "a partial write to a sector whose spare died did not fail: $out"
-read_fails $((5*ss)) $ss
+qio_eio "$sock" -c "read $((5*ss)) $ss"
 [ "$(ctl_get pending)" -eq 1 ] || fail "sector 5 is not pending"
 stop_server "$sock"
 : >"$list"
 server "$tmp/log3"
-read_fails $((5*ss)) $ss
+qio_eio "$sock" -c "read $((5*ss)) $ss"
 stop_server "$sock"
 echo "$test_name: PASS"

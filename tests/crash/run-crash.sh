@@ -141,6 +141,14 @@ while [ $cycle -lt "$cycles" ]; do
     new_epoch=1
     continue
   fi
+  # A new image is formatted at the first client: let that finish
+  # before any kill, so that every restart has a table to load.
+  if [ "$prev_gen" -eq 0 ] && ! srv_wait_serving load; then
+    failure "the server did not format a new image:" \
+            "$(tail -3 "$work/load.log")"
+    new_epoch=1
+    continue
+  fi
   rnd $(( load_max - load_min + 1 )); dur=$(( load_min + R ))
   run_bg cpid "$work/client.out" $PYTHON "$CLIENT" write --socket "$SRV_SOCK" \
     --journal "$journal" --threads "$threads" --sectors "$hot" \

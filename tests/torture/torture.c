@@ -358,9 +358,11 @@ report (const struct options *o, uint64_t ms, int stop_rc)
           ", trims %" PRIu64 ", flushes %" PRIu64 ", with FUA %" PRIu64 "\n",
           st.ops[OP_READ], st.ops[OP_WRITE], st.ops[OP_ZERO], st.ops[OP_TRIM],
           st.ops[OP_FLUSH], st.fua);
-  printf ("torture:   pieces checked %" PRIu64 ", failed reads %" PRIu64
-          ", failed writes %" PRIu64 ", failed flushes %" PRIu64 "\n",
-          st.pieces_checked, st.read_eio, st.write_errors, st.flush_errors);
+  printf ("torture:   pieces checked %" PRIu64 " (%" PRIu64 " torn by an "
+          "overlapping write), failed reads %" PRIu64 ", failed writes %"
+          PRIu64 ", failed flushes %" PRIu64 "\n",
+          st.pieces_checked, st.pieces_torn, st.read_eio, st.write_errors,
+          st.flush_errors);
   printf ("torture:   faults injected %" PRIu64 ", control commands %" PRIu64
           " (%" PRIu64 " unanswered), kills %" PRIu64 ", final SIGTERM exit "
           "status %d\n", faults_injected (), ctl_sent, ctl_failed, kills_done,

@@ -97,6 +97,7 @@ struct model_stats {
   uint64_t ops[OP_FLUSH + 1];
   uint64_t fua, read_eio, write_errors, flush_errors, violations;
   uint64_t pieces_checked;
+  uint64_t pieces_torn;         /* mixed by an overlapping write: legal */
 };
 void model_get_stats (struct model_stats *st);
 void model_count_flush_error (void);

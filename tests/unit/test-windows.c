@@ -122,6 +122,7 @@ START_TEST (test_stale_side)
 
   /* Every slot taken, as by the threads of earlier connections. */
   dev->nr_slots = REMAP_COUNTER_SLOTS;
+  dev->slots_owned = ~UINT64_C (0);
   page_size = sysconf (_SC_PAGESIZE);
   counters_page = (void *) ((uintptr_t) dev->windows_unslotted &
                             ~(uintptr_t) (page_size - 1));
