@@ -17,6 +17,7 @@
 
 #include "cleanup.h"
 #include "device.h"
+#include "errseq.h"
 #include "recovery.h"
 #include "sector.h"
 
@@ -364,7 +365,10 @@ remap_device_cache (struct remap_device *dev, const struct remap_io *origin,
  * begun before a spare write this caller must cover was done), and
  * fails if that round, or a later one it waited through, failed.  A
  * round skips the flush if no spare write completed since the last
- * round began (write_spare_raw marks the store dirty after the write).
+ * round began (write_spare_raw marks the store dirty after the write)
+ * and no writeback error is owed to the clients: the sync thread's
+ * flush or a FUA spare write may have heard the error of a spare
+ * write, and the round is how the clients hear it (errseq.c).
  */
 static int
 flush_store (struct remap_device *dev, int *err)
@@ -383,8 +387,9 @@ flush_store (struct remap_device *dev, int *err)
     int round_r = 0, round_err = 0;
     dev->flush_running = true;
     pthread_mutex_unlock (&dev->flush_lock);
-    if (__atomic_exchange_n (&dev->store_dirty, false, __ATOMIC_ACQ_REL) &&
-        (round_r = remap_io_flush (dev->store, &round_err)) == -1)
+    if ((__atomic_exchange_n (&dev->store_dirty, false, __ATOMIC_ACQ_REL) ||
+         remap_errseq_owed (dev->store->errseq)) &&
+        (round_r = remap_io_flush_reported (dev->store, &round_err)) == -1)
       __atomic_store_n (&dev->store_dirty, true, __ATOMIC_RELEASE);
     pthread_mutex_lock (&dev->flush_lock);
     dev->flush_running = false;

@@ -1,7 +1,10 @@
 /* nbdkit-remap: files and block devices as stores (see filestore.h).
  *
  * Plain pread/pwrite/fdatasync on one descriptor shared by all
- * connections; holes (SEEK_DATA/SEEK_HOLE) tell the start-up check
+ * connections and by the sync thread.  fdatasync tells a writeback
+ * error once per descriptor, so who heard it is tracked (errseq.c):
+ * the sync thread's fdatasync must not hide the loss of a client's
+ * spare write from that client's flush.  Holes (SEEK_DATA/SEEK_HOLE) tell the start-up check
  * which parts are unused without reading them.
  *
  * A spare file holds copies of the disk's sectors and decides what the
@@ -29,6 +32,7 @@
 #include <nbdkit-filter.h>
 
 #include "cleanup.h"
+#include "errseq.h"
 #include "filestore.h"
 
 static int
@@ -64,25 +68,33 @@ file_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
 {
   struct remap_file *f = opaque;
   const char *p = buf;
+  uint64_t at_start = remap_errseq_write_begin (&f->errseq, flags);
+  int ret = 0;
 
-  (void) flags;
   while (count > 0) {
     ssize_t r = pwrite (f->fd, p, count, offset);
     if (r == -1) {
       if (errno == EINTR)
         continue;
       *err = errno;
-      return -1;
+      ret = -1;
+      break;
     }
     p += r;
     count -= r;
     offset += r;
   }
-  return 0;
+  /* FUA here rather than by the caller's flush, so that an error that
+   * another party's fdatasync heard meanwhile fails this write.
+   */
+  if (flags & REMAP_FLAG_FUA)
+    return remap_errseq_fua_by_flush (&f->errseq, ret, err, at_start);
+  return remap_errseq_write_end (&f->errseq, ret, flags, err, at_start);
 }
 
+/* The flush itself, without bookkeeping. */
 static int
-file_flush (void *opaque, int *err)
+file_fdatasync (void *opaque, int *err)
 {
   struct remap_file *f = opaque;
 
@@ -91,6 +103,14 @@ file_flush (void *opaque, int *err)
     return -1;
   }
   return 0;
+}
+
+/* The filter's own flush: remap_io_flush_reported is the clients'. */
+static int
+file_flush (void *opaque, int *err)
+{
+  return remap_errseq_flush (&((struct remap_file *) opaque)->errseq, false,
+                             err);
 }
 
 /* Punching a hole is how a spare file forgets a trimmed spare; where
@@ -362,15 +382,18 @@ remap_file_open (struct remap_file *f, const char *what, const char *path,
     goto error;
   }
   f->size = end;
+  remap_errseq_init (&f->errseq, file_fdatasync, f, true);
   f->io = (struct remap_io) {
     .opaque = f,
     .pread = file_pread,
     .pwrite = file_pwrite,
     .trim = S_ISREG (st.st_mode) ? file_trim : NULL,
     .flush = file_flush,
+    .can_fua = true,
     .extent = S_ISREG (st.st_mode) ? file_extent : NULL,
     .truncate = spare && write && S_ISREG (st.st_mode)
       ? file_truncate : NULL,
+    .errseq = &f->errseq,
   };
   return 0;
 

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "errseq.h"
 #include "io.h"
 
 struct remap_file {
@@ -15,6 +16,7 @@ struct remap_file {
   bool created;                 /* we made it: remove it if unused */
   uint64_t size;                /* at open time */
   struct remap_io io;
+  struct remap_errseq errseq;   /* its writeback errors */
 };
 
 enum {

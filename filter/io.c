@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "errseq.h"
 #include "io.h"
 
 int
@@ -47,6 +48,14 @@ int
 remap_io_flush (const struct remap_io *io, int *err)
 {
   return io->flush ? io->flush (io->opaque, err) : 0;
+}
+
+int
+remap_io_flush_reported (const struct remap_io *io, int *err)
+{
+  if (io->errseq)
+    return remap_errseq_flush (io->errseq, true, err);
+  return remap_io_flush (io, err);
 }
 
 static bool

@@ -18,6 +18,8 @@
 /* Largest single request the core sends. */
 #define REMAP_IO_MAX (32 * 1024 * 1024)
 
+struct remap_errseq;
+
 struct remap_io {
   void *opaque;
   /* Each returns 0, or -1 with *err set to an errno value. */
@@ -45,6 +47,10 @@ struct remap_io {
   /* May be NULL: a store that cannot change size (a disk). */
   int (*truncate) (void *opaque, uint64_t size, int *err);
   bool can_fua;                 /* REMAP_FLAG_FUA may be passed */
+  /* May be NULL: the writeback errors of a store shared by several
+   * parties (errseq.h); flush then does not report them.
+   */
+  struct remap_errseq *errseq;
 };
 
 /* Whole-buffer helpers that split at REMAP_IO_MAX. */
@@ -53,6 +59,11 @@ extern int remap_io_pread_all (const struct remap_io *io, void *buf,
 extern int remap_io_pwrite_all (const struct remap_io *io, const void *buf,
                                 uint64_t count, uint64_t offset, int *err);
 extern int remap_io_flush (const struct remap_io *io, int *err);
+/* A flush whose result is told to the writers it covers (the clients'
+ * flush of the store): it also fails for a writeback error that
+ * another party heard while their writes were not flushed (errseq.h).
+ */
+extern int remap_io_flush_reported (const struct remap_io *io, int *err);
 
 /* Sets *is_zero to whether [offset, offset+count) reads as zeros,
  * skipping spans the extent callback reports as zero, so that a

@@ -21,7 +21,10 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <nbdkit-filter.h>
+
 #include "cleanup.h"
+#include "errseq.h"
 #include "metadata.h"
 
 /* -D remap.crash_after=N (tests only): the process exits abruptly
@@ -558,10 +561,9 @@ write_one (struct remap_metadata *md, int i,
                     err);
 }
 
-int
-remap_metadata_write (struct remap_metadata *md,
-                      const struct remap_entry *entries, size_t n,
-                      bool *degraded, int *err)
+static int
+write_table (struct remap_metadata *md, const struct remap_entry *entries,
+             size_t n, bool *degraded, int *err)
 {
   const struct remap_geometry *geo = &md->geo;
   uint64_t table_len = (uint64_t) n * REMAP_ENTRY_BYTES;
@@ -625,6 +627,44 @@ remap_metadata_write (struct remap_metadata *md,
   *degraded = written < REMAP_COPIES;
   md->generation = h.generation;
   return 0;
+}
+
+/* Tries of a table write whose flushes went well while another party
+ * heard a writeback error of the store.
+ */
+#define TABLE_WRITE_TRIES 4
+
+/* The store's descriptor (the spare file, the shared plugin context)
+ * tells each writeback error once: if a client's FUA spare write or
+ * flush heard one while this table was written, this table's good
+ * flush proves nothing, so it is written again (errseq.c).  Writing
+ * the same entries again is harmless.
+ */
+int
+remap_metadata_write (struct remap_metadata *md,
+                      const struct remap_entry *entries, size_t n,
+                      bool *degraded, int *err)
+{
+  for (int tries = 1; ; tries++) {
+    uint64_t errors = remap_errseq_errors (md->store->errseq);
+
+    if (write_table (md, entries, n, degraded, err) == -1)
+      return -1;
+    if (remap_errseq_errors (md->store->errseq) == errors)
+      return 0;
+    /* What the copies hold is not known. */
+    for (int i = 0; i < REMAP_COPIES; i++)
+      md->copy_valid[i] = false;
+    if (tries == TABLE_WRITE_TRIES) {
+      nbdkit_error ("remap: the store reported writeback errors to other "
+                    "requests during each of %d metadata writes, so none "
+                    "is known to be durable", tries);
+      *err = EIO;
+      return -1;
+    }
+    nbdkit_debug ("remap: a writeback error of the store reached another "
+                  "request while the table was written: writing it again");
+  }
 }
 
 int

@@ -10,37 +10,13 @@
  * while waiting for anything else (a sync, a remap), so it cannot take
  * part in a deadlock; under the parallel model it is never taken.
  *
- * Writeback errors.  A plugin over a page cache reports a media error
- * of a write at the next flush or FUA write (Linux tells each open file
- * once), so the EIO that a FUA write or a flush gets may belong to
- * another write of the same context whose data is gone:
- *  - to a write without FUA, acknowledged or under way: the data path
- *    retries the failed FUA write and may well succeed, which would
- *    hide that loss; so when a FUA write fails with EIO while a write
- *    without FUA is not yet covered by a good flush, the context owes
- *    its client an error, which its next flush reports.  Even if the
- *    retry fails again: one writeback error covers every page that
- *    failed, so the FUA write's own bad sector does not show that the
- *    other writes were spared;
- *  - to a FUA write under way: its own writeback then finds nothing
- *    left to write and succeeds, data lost.  So a FUA write that
- *    succeeds while an EIO reached another request of the context
- *    reports EIO itself, and the data path writes it again sector by
- *    sector from the client's buffer (remapping the sector that fails).
- * The first rule, and the check of a flush against other requests'
- * errors (next_flush), apply to a client's context only.  The shared
- * context is the filter's own: its spare writes fail and are retried
- * on other spares all the time on a failing disk, and failing its
- * table flushes for them would stop the table from ever being written
- * then; the clients' data on spares is covered anyway, because the
- * plugin tells each context (each open file) of every writeback error,
- * so the clients' own flushes hear it.
- * With remap-write-through=yes every write carries FUA, so nothing is
- * ever owed: each error is handled by the write it belongs to.  With
- * remap-plugin-cache=no (the plugin has no cache: errors are
- * immediate) none of this applies.
- * Counting costs two atomic additions per write without FUA, and two
- * loads per FUA write.
+ * Writeback errors (errseq.c).  A plugin over a page cache reports a
+ * media error of a write at the next flush or FUA write, once per
+ * context, so each context keeps a struct remap_errseq.  A client's
+ * context reports its flush's result to that client, so its flush is
+ * a reporting one.  The shared context is the store in internal mode:
+ * its own flushes (the table's, a FUA emulation) do not report, and
+ * the clients' flushes of the store (datapath.c) do.
  */
 #include <config.h>
 
@@ -95,62 +71,18 @@ next_pread (void *opaque, void *buf, uint32_t count, uint64_t offset,
   return r;
 }
 
-/* Bookkeeping around a write: see "Writeback errors" above.  Returns
- * what write_end needs to know of the moment the write began.
- */
-static uint64_t
-write_begin (struct remap_next *rn, uint32_t flags)
-{
-  if (!(flags & NBDKIT_FLAG_FUA)) {
-    __atomic_add_fetch (&rn->started, 1, __ATOMIC_SEQ_CST);
-    return 0;
-  }
-  return __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST);
-}
-
-static int
-write_end (struct remap_next *rn, int r, uint32_t flags, int *err,
-           uint64_t eio_count_at_start)
-{
-  if (!(flags & NBDKIT_FLAG_FUA)) {
-    __atomic_add_fetch (&rn->finished, 1, __ATOMIC_SEQ_CST);
-    return r;
-  }
-  if (!plugin_cache)
-    return r;
-  if (r == -1 && *err == EIO) {
-    __atomic_add_fetch (&rn->eio_count, 1, __ATOMIC_SEQ_CST);
-    if (rn->client &&
-        __atomic_load_n (&rn->started, __ATOMIC_SEQ_CST) !=
-        __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST) &&
-        !__atomic_exchange_n (&rn->owed, true, __ATOMIC_SEQ_CST))
-      nbdkit_debug ("remap: a FUA write failed with EIO while other writes "
-                    "were not flushed: the error may have been theirs, so "
-                    "the next flush reports it");
-  }
-  else if (r == 0 &&
-           __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST) !=
-           eio_count_at_start) {
-    nbdkit_debug ("remap: a writeback error reached another request "
-                  "during a FUA write: that write is tried again");
-    *err = EIO;
-    return -1;
-  }
-  return r;
-}
-
 static int
 next_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
              uint32_t flags, int *err)
 {
   struct remap_next *rn = opaque;
-  uint64_t at_start = write_begin (rn, flags);
+  uint64_t at_start = remap_errseq_write_begin (&rn->errseq, flags);
   int r;
 
   remap_next_lock ();
   r = rn->next->pwrite (rn->next, buf, count, offset, flags, err);
   remap_next_unlock ();
-  return write_end (rn, r, flags, err, at_start);
+  return remap_errseq_write_end (&rn->errseq, r, flags, err, at_start);
 }
 
 static int
@@ -158,13 +90,13 @@ next_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
            int *err)
 {
   struct remap_next *rn = opaque;
-  uint64_t at_start = write_begin (rn, flags);
+  uint64_t at_start = remap_errseq_write_begin (&rn->errseq, flags);
   int r;
 
   remap_next_lock ();
   r = rn->next->zero (rn->next, count, offset, flags, err);
   remap_next_unlock ();
-  return write_end (rn, r, flags, err, at_start);
+  return remap_errseq_write_end (&rn->errseq, r, flags, err, at_start);
 }
 
 static int
@@ -193,60 +125,33 @@ next_cache (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
   return r;
 }
 
-/* A good flush covers every write acknowledged before it began; an
- * error owed to the client (see above) is reported here, once.  So
- * is an EIO that another flush or FUA write of the context heard
- * after this flush began, if a write without FUA that this flush must
- * cover was not yet covered by an earlier good flush: the plugin tells
- * each error once, and it may have been that write's.
- */
+/* The plugin's flush, without bookkeeping (errseq.c does it). */
+static int
+plugin_flush (void *opaque, int *err)
+{
+  nbdkit_next *next = ((struct remap_next *) opaque)->next;
+  int r;
+
+  remap_next_lock ();
+  r = next->flush (next, 0, err);
+  remap_next_unlock ();
+  return r;
+}
+
+/* A client's flush: its result goes to the client. */
 static int
 next_flush (void *opaque, int *err)
 {
-  struct remap_next *rn = opaque;
-  uint64_t finished = __atomic_load_n (&rn->finished, __ATOMIC_SEQ_CST);
-  uint64_t eio_count = __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST);
-  uint64_t durable = __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST);
-  const bool uncovered = durable < finished;
-  int r;
+  return remap_errseq_flush (&((struct remap_next *) opaque)->errseq, true,
+                             err);
+}
 
-  pthread_mutex_lock (&rn->flush_lock);
-  remap_next_lock ();
-  r = rn->next->flush (rn->next, 0, err);
-  remap_next_unlock ();
-  if (r == -1) {
-    if (*err == EIO) {
-      /* The client hears it now; FUA writes and flushes under way may
-       * have lost their data to it.
-       */
-      __atomic_add_fetch (&rn->eio_count, 1, __ATOMIC_SEQ_CST);
-      __atomic_store_n (&rn->owed, false, __ATOMIC_SEQ_CST);
-    }
-    pthread_mutex_unlock (&rn->flush_lock);
-    return -1;
-  }
-  pthread_mutex_unlock (&rn->flush_lock);
-  if (plugin_cache && rn->client && uncovered &&
-      __atomic_load_n (&rn->eio_count, __ATOMIC_SEQ_CST) != eio_count) {
-    nbdkit_error ("remap: an earlier write may have been lost: the plugin "
-                  "reported a writeback error to a request that ran "
-                  "during this flush");
-    *err = EIO;
-    return -1;
-  }
-  durable = __atomic_load_n (&rn->durable, __ATOMIC_SEQ_CST);
-  while (durable < finished &&
-         !__atomic_compare_exchange_n (&rn->durable, &durable, finished,
-                                       false, __ATOMIC_SEQ_CST,
-                                       __ATOMIC_SEQ_CST))
-    ;
-  if (__atomic_exchange_n (&rn->owed, false, __ATOMIC_SEQ_CST)) {
-    nbdkit_error ("remap: an earlier write may have been lost: the plugin "
-                  "reported a writeback error to a later FUA write");
-    *err = EIO;
-    return -1;
-  }
-  return 0;
+/* The filter's own flush of the shared context. */
+static int
+next_flush_own (void *opaque, int *err)
+{
+  return remap_errseq_flush (&((struct remap_next *) opaque)->errseq, false,
+                             err);
 }
 
 static int
@@ -293,8 +198,8 @@ remap_io_from_next (nbdkit_next *next, bool client, struct remap_next *rn,
   remap_next_unlock ();
   if (failed)
     return -1;
-  *rn = (struct remap_next) { .next = next, .client = client,
-                              .flush_lock = PTHREAD_MUTEX_INITIALIZER };
+  rn->next = next;
+  remap_errseq_init (&rn->errseq, plugin_flush, rn, plugin_cache);
   *io = (struct remap_io) {
     .opaque = rn,
     .pread = next_pread,
@@ -302,9 +207,10 @@ remap_io_from_next (nbdkit_next *next, bool client, struct remap_next *rn,
     .zero = can_zero == NBDKIT_ZERO_NATIVE ? next_zero : NULL,
     .trim = can_trim ? next_trim : NULL,
     .cache = can_cache != NBDKIT_CACHE_NONE ? next_cache : NULL,
-    .flush = can_flush ? next_flush : NULL,
+    .flush = !can_flush ? NULL : client ? next_flush : next_flush_own,
     .extent = can_extents ? next_extent : NULL,
     .can_fua = can_fua != NBDKIT_FUA_NONE,
+    .errseq = &rn->errseq,
   };
   return 0;
 }

@@ -8,6 +8,7 @@
 
 #include <nbdkit-filter.h>
 
+#include "errseq.h"
 #include "io.h"
 
 /* The plugin through one context (a connection's, or the shared one),
@@ -15,23 +16,14 @@
  */
 struct remap_next {
   nbdkit_next *next;
-  bool client;                  /* a connection's: its flushes are owed */
-  /* One flush at a time, so that a flush that hears of an error
-   * before or during another is counted before that one decides.
-   */
-  pthread_mutex_t flush_lock;
-  /* All atomic. */
-  uint64_t started;             /* writes without FUA begun */
-  uint64_t finished;            /* ... and ended, well or not */
-  uint64_t durable;             /* 'finished' when the last good flush began */
-  uint64_t eio_count;           /* EIOs of FUA writes and flushes */
-  bool owed;                    /* the next flush fails */
+  struct remap_errseq errseq;
 };
 
 /* Asks next what it can do, once, and fills io with only what it
  * offers: the server asserts that a filter never calls what it was not
  * offered.  rn lives as long as io.  client: the context of a client's
- * connection (see "Writeback errors" in nextio.c).  Returns 0, or -1
+ * connection, whose flushes report writeback errors to it (see
+ * "Writeback errors" in nextio.c).  Returns 0, or -1
  * with the error reported.
  */
 extern int remap_io_from_next (nbdkit_next *next, bool client,

@@ -76,19 +76,82 @@ write_allowed (struct memdisk *d, uint32_t count, uint64_t offset, int *err)
   return true;
 }
 
+struct memdisk_undo {
+  uint64_t offset;
+  uint32_t count;
+  unsigned char *old;
+};
+
+/* A write to a bad_writeback unit is about to change [offset,
+ * offset+count): keeps what it overwrites.  Caller holds the lock.
+ */
+static void
+keep_for_undo (struct memdisk *d, uint32_t count, uint64_t offset)
+{
+  struct memdisk_undo *u;
+
+  if (!touches (d->bad_writeback, d->nr_bad_writeback, d->bad_unit,
+                offset, count))
+    return;
+  u = realloc (d->undo, (d->nr_undo + 1) * sizeof *u);
+  if (u == NULL)
+    abort ();
+  d->undo = u;
+  u = &d->undo[d->nr_undo++];
+  u->offset = offset;
+  u->count = count;
+  u->old = malloc (count);
+  if (u->old == NULL)
+    abort ();
+  memcpy (u->old, d->data + offset, count);
+}
+
+/* The writeback of kept writes fails: their data is gone.  True if
+ * there were any.  Caller holds the lock.
+ */
+static bool
+drop_kept (struct memdisk *d)
+{
+  if (d->nr_undo == 0)
+    return false;
+  while (d->nr_undo > 0) {
+    struct memdisk_undo *u = &d->undo[--d->nr_undo];
+    memcpy (d->data + u->offset, u->old, u->count);
+    free (u->old);
+  }
+  d->nr_bad_writeback = 0;
+  return true;
+}
+
+/* The end of a write: a FUA write (if the test set io.can_fua) is the
+ * write and a flush, as on a spare file (filestore.c).
+ */
+static int
+md_write_end (struct memdisk *d, int r, uint32_t flags, int *err,
+              uint64_t at_start)
+{
+  if (!(flags & REMAP_FLAG_FUA))
+    return remap_errseq_write_end (&d->errseq, r, flags, err, at_start);
+  if (r == 0 && d->before_flush)
+    d->before_flush (d, d->before_flush_opaque);
+  return remap_errseq_fua_by_flush (&d->errseq, r, err, at_start);
+}
+
 static int
 md_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
            uint32_t flags, int *err)
 {
   struct memdisk *d = opaque;
+  uint64_t at_start = remap_errseq_write_begin (&d->errseq, flags);
   int r = 0;
 
-  (void) flags;
   write_delay (d);
   pthread_mutex_lock (&d->lock);
   d->pwrites++;
-  if (write_allowed (d, count, offset, err))
+  if (write_allowed (d, count, offset, err)) {
+    keep_for_undo (d, count, offset);
     memcpy (d->data + offset, buf, count);
+  }
   else {
     if (d->writes_left == 0 && d->torn_bytes && offset + count <= d->size &&
         !touches (d->bad_write, d->nr_bad_write, d->bad_unit, offset, count)) {
@@ -99,7 +162,7 @@ md_pwrite (void *opaque, const void *buf, uint32_t count, uint64_t offset,
     r = -1;
   }
   pthread_mutex_unlock (&d->lock);
-  return r;
+  return md_write_end (d, r, flags, err, at_start);
 }
 
 static int
@@ -107,20 +170,22 @@ md_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
          int *err)
 {
   struct memdisk *d = opaque;
+  uint64_t at_start = remap_errseq_write_begin (&d->errseq, flags);
   int r = 0;
 
-  (void) flags;
   write_delay (d);
   pthread_mutex_lock (&d->lock);
   d->zeroes++;
   d->last_zero_offset = offset;
   d->last_zero_count = count;
-  if (write_allowed (d, count, offset, err))
+  if (write_allowed (d, count, offset, err)) {
+    keep_for_undo (d, count, offset);
     memset (d->data + offset, 0, count);
+  }
   else
     r = -1;
   pthread_mutex_unlock (&d->lock);
-  return r;
+  return md_write_end (d, r, flags, err, at_start);
 }
 
 static int
@@ -158,12 +223,23 @@ md_flush (void *opaque, int *err)
   while (d->flush_hold)
     pthread_cond_wait (&d->flush_cond, &d->lock);
   d->flushes_done++;
-  if (d->flush_fail) {
+  if (drop_kept (d) || d->flush_fail) {
     *err = EIO;
     r = -1;
   }
   pthread_mutex_unlock (&d->lock);
   return r;
+}
+
+/* The flush the filter sees: a store's own (errseq.h). */
+static int
+md_flush_own (void *opaque, int *err)
+{
+  struct memdisk *d = opaque;
+
+  if (d->before_flush)
+    d->before_flush (d, d->before_flush_opaque);
+  return remap_errseq_flush (&d->errseq, false, err);
 }
 
 void
@@ -235,14 +311,16 @@ memdisk_new (uint64_t size, uint32_t bad_unit)
   d->writes_left = -1;
   pthread_mutex_init (&d->lock, NULL);
   pthread_cond_init (&d->flush_cond, NULL);
+  remap_errseq_init (&d->errseq, md_flush, d, true);
   d->io = (struct remap_io) {
     .opaque = d,
     .pread = md_pread,
     .pwrite = md_pwrite,
     .zero = md_zero,
     .trim = md_trim,
-    .flush = md_flush,
+    .flush = md_flush_own,
     .extent = md_extent,
+    .errseq = &d->errseq,
   };
   return d;
 }
@@ -251,6 +329,9 @@ void
 memdisk_free (struct memdisk *d)
 {
   if (d) {
+    while (d->nr_undo > 0)
+      free (d->undo[--d->nr_undo].old);
+    free (d->undo);
     pthread_cond_destroy (&d->flush_cond);
     pthread_mutex_destroy (&d->lock);
     free (d->data);
@@ -277,6 +358,15 @@ memdisk_fail_read (struct memdisk *d, uint64_t unit)
 }
 
 void
+memdisk_fail_writeback (struct memdisk *d, uint64_t unit)
+{
+  pthread_mutex_lock (&d->lock);
+  if (d->nr_bad_writeback < MEMDISK_MAX_BAD)
+    d->bad_writeback[d->nr_bad_writeback++] = unit;
+  pthread_mutex_unlock (&d->lock);
+}
+
+void
 memdisk_fail_after_writes (struct memdisk *d, int64_t n)
 {
   pthread_mutex_lock (&d->lock);
@@ -288,7 +378,7 @@ void
 memdisk_heal (struct memdisk *d)
 {
   pthread_mutex_lock (&d->lock);
-  d->nr_bad_write = d->nr_bad_read = 0;
+  d->nr_bad_write = d->nr_bad_read = d->nr_bad_writeback = 0;
   d->fail_all_writes = false;
   d->writes_left = -1;
   pthread_mutex_unlock (&d->lock);

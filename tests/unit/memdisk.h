@@ -1,5 +1,7 @@
 /* nbdkit-remap unit tests: a disk in memory, as a struct remap_io,
- * whose sectors can be made to fail reads or writes.  It supports
+ * whose sectors can be made to fail reads or writes, or writeback:
+ * like a page cache, a write to such a sector succeeds, and the next
+ * flush drops it and fails once with EIO, whoever flushes.  It supports
  * zero (which fails like a write) and trim (which zeroes the range and
  * is recorded), so tests can see where each went.  Its extents are
  * those of a sparse file: a 4 KiB block of zeros is a hole.
@@ -11,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "errseq.h"
 #include "io.h"
 
 #define MEMDISK_MAX_BAD 64
@@ -22,7 +25,20 @@ struct memdisk {
   uint64_t size;
   uint32_t bad_unit;            /* size of a bad "sector" */
   uint64_t bad_write[MEMDISK_MAX_BAD], bad_read[MEMDISK_MAX_BAD];
-  unsigned nr_bad_write, nr_bad_read;
+  uint64_t bad_writeback[MEMDISK_MAX_BAD];
+  unsigned nr_bad_write, nr_bad_read, nr_bad_writeback;
+  /* What the writes to bad_writeback sectors overwrote, newest last:
+   * the next flush puts it back.
+   */
+  struct memdisk_undo *undo;
+  unsigned nr_undo;
+  struct remap_errseq errseq;
+  /* Called at the start of each flush, before any lock, and so before
+   * the flush of a FUA write, which a test may allow by setting
+   * io.can_fua (may be NULL).
+   */
+  void (*before_flush) (struct memdisk *d, void *opaque);
+  void *before_flush_opaque;
   bool fail_all_writes;         /* every write fails with EIO */
   int64_t writes_left;          /* if >= 0: writes that may still work */
   /* The first write refused by writes_left stores this many of its
@@ -45,6 +61,10 @@ extern struct memdisk *memdisk_new (uint64_t size, uint32_t bad_unit);
 extern void memdisk_free (struct memdisk *d);
 extern void memdisk_fail_write (struct memdisk *d, uint64_t unit);
 extern void memdisk_fail_read (struct memdisk *d, uint64_t unit);
+/* Writes to unit succeed until the next flush, which drops them and
+ * fails with EIO; the unit is good again after that.
+ */
+extern void memdisk_fail_writeback (struct memdisk *d, uint64_t unit);
 /* After n more successful writes (or zeroes), every write fails with
  * EIO until memdisk_heal.
  */
