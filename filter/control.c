@@ -78,6 +78,10 @@ static struct {
   struct remap_device *dev;     /* under lock: NULL until attached */
   const struct remap_io *origin;  /* under lock */
   struct client *clients[MAX_CLIENTS];
+  /* accept() failed for want of descriptors or memory: the socket
+   * stays readable, so it is not polled again before this second.
+   */
+  time_t accept_paused_until;
   time_t metrics_written;
   uint64_t metrics_syncs;
 } ctl = { .listen_fd = -1, .wake = { -1, -1 },
@@ -326,8 +330,16 @@ accept_client (void)
   int fd = accept4 (ctl.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
   int i;
 
-  if (fd == -1)
+  if (fd == -1) {
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+        errno == ENOMEM) {
+      if (ctl.accept_paused_until == 0)
+        nbdkit_error ("remap-control: cannot accept a control client: %m "
+                      "(new control clients wait until it can)");
+      ctl.accept_paused_until = now_seconds () + 1;
+    }
     return false;
+  }
   for (i = 0; i < MAX_CLIENTS && ctl.clients[i]; i++)
     ;
   if (i == MAX_CLIENTS ||
@@ -415,7 +427,7 @@ control_thread (void *vp)
     time_t now = now_seconds ();
 
     pfd[n++] = (struct pollfd) { .fd = ctl.wake[0], .events = POLLIN };
-    if (listening)
+    if (listening && now >= ctl.accept_paused_until)
       pfd[n++] = (struct pollfd) { .fd = ctl.listen_fd, .events = POLLIN };
     for (int i = 0; i < MAX_CLIENTS; i++) {
       struct client *c = ctl.clients[i];
