@@ -71,13 +71,18 @@ trap 'exit 130' INT TERM
 
 # start_server ARGS...: nbdkit in the foreground of a background job,
 # verbose, on a Unix socket, killed by `timeout` if the demo hangs.
-# Returns once the filter has loaded or formatted its table.
+# Returns once the filter has loaded or formatted its table, which it
+# does when the first client connects (only then does nbdkit say
+# whether the server is read-only): nbdinfo is that client.
 start_server () {
     : > "$log"
     timeout 30 nbdkit -f -v -U "$sock" -P "$tmp/nbdkit.pid" "$@" 2>"$log" &
     server_pid=$!
     for _ in $(seq 100); do
-        if grep -qE 'remap: (formatted|loaded) ' "$log" && [ -S "$sock" ]; then
+        if [ -S "$sock" ] &&
+           timeout 10 nbdinfo --size "nbd+unix:///?socket=$sock" \
+             >/dev/null 2>&1 &&
+           grep -qE 'remap: (formatted|loaded) ' "$log"; then
             return 0
         fi
         kill -0 "$server_pid" 2>/dev/null || break
