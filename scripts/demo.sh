@@ -30,7 +30,7 @@ die ()  { printf '\ndemo FAILED: %s\n' "$*" >&2; exit 1; }
 for f in "$remap" "$badsector"; do
     [ -f "$f" ] || die "$f is missing: run 'make' first"
 done
-for p in nbdkit qemu-io od timeout; do
+for p in nbdkit nbdinfo qemu-io od timeout; do
     command -v "$p" >/dev/null || die "$p is not installed (see scripts/debian-setup.sh)"
 done
 
