@@ -15,10 +15,12 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libnbd.h>
 
@@ -37,6 +39,7 @@ static uint64_t ops;
 static uint64_t focus = UINT64_MAX; /* a unit most requests go to */
 static int focus_writers;           /* clients 0..N-1 go there */
 static bool quiet;                  /* no writes: reads and flushes */
+static int writing;                 /* clients that may be in a write */
 
 uint64_t
 rng_next (uint64_t *s)
@@ -136,8 +139,14 @@ client_thread (void *arg)
         me >= __atomic_load_n (&focus_writers, __ATOMIC_SEQ_CST) &&
         below (&s, 100) < 30)
       which = 99;
+    /* Counted before quiet is looked at: once clients_quiet has seen
+     * no writer, none starts.
+     */
+    __atomic_add_fetch (&writing, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n (&quiet, __ATOMIC_SEQ_CST) && which >= 40)
       which = 99;
+    if (which < 40 || which >= 94)
+      __atomic_sub_fetch (&writing, 1, __ATOMIC_SEQ_CST);
     pick_range (&s, me, &off, &len);
     count (&ops, 1);
     if (which < 40) {
@@ -169,6 +178,7 @@ client_thread (void *arg)
       if (r == -1 && err == 0)
         err = EIO;
       model_write_end (id, err);
+      __atomic_sub_fetch (&writing, 1, __ATOMIC_SEQ_CST);
       if (r == -1 && is_dying ())
         break;
       if (r == -1)
@@ -219,7 +229,13 @@ clients_focus (uint64_t unit, int writers)
 void
 clients_quiet (bool on)
 {
+  struct timespec ts = { 0, 200000 };
+
   __atomic_store_n (&quiet, on, __ATOMIC_SEQ_CST);
+  /* Bounded: a write stuck in the server is the model's business. */
+  for (int i = 0; on && i < 10000 &&
+         __atomic_load_n (&writing, __ATOMIC_SEQ_CST); i++)
+    nanosleep (&ts, NULL);
 }
 
 void
@@ -262,6 +278,28 @@ verify_range (struct nbd_handle *h, char *buf, uint64_t off, uint32_t len)
   }
   model_read_check (off, len, start, end, buf, err, -1);
   model_settle (off, len, buf, err);
+}
+
+void
+clients_read_unit (uint64_t unit)
+{
+  struct nbd_handle *h = nbd_create ();
+  char buf[UNIT];
+
+  if (h && nbd_connect_unix (h, server_socket ()) == 0) {
+    uint64_t start = torture_tick (), end;
+    int r = nbd_pread (h, buf, UNIT, unit * UNIT, 0);
+    int err = r == -1 ? nbd_get_errno () : 0;
+
+    end = torture_tick ();
+    model_read_check (unit * UNIT, UNIT, start, end, buf, err, -1);
+    nbd_shutdown (h, 0);
+  }
+  else
+    fprintf (stderr, "torture: read of unit %" PRIu64 ": connect: %s\n",
+             unit, nbd_get_error ());
+  if (h)
+    nbd_close (h);
 }
 
 int

@@ -23,6 +23,7 @@ missed=""
 # boolean flush needs power cuts of the spare file.
 for n in 1 4 5; do
   r=0
+  began=$(date +%s)
   case $n in
     1) configs="internal internal-powerloss" ;;
     4) configs="internal external" ;;
@@ -33,7 +34,7 @@ for n in 1 4 5; do
     "$_torture_dir/run-torture.sh" light "${TORTURE_LIGHT_SECONDS:-54}" \
     >"$tmp/out-$n" 2>&1 || r=$?
   if grep -q '^VIOLATION: ' "$tmp/out-$n"; then
-    echo "knob $n: caught"
+    echo "knob $n: caught ($(( $(date +%s) - began )) s)"
     grep -m1 -A2 '^VIOLATION: ' "$tmp/out-$n"
   else
     echo "knob $n: NOT caught"
