@@ -41,6 +41,55 @@ static int focus_writers;           /* clients 0..N-1 go there */
 static bool quiet;                  /* no writes: reads and flushes */
 static int writing;                 /* clients that may be in a write */
 
+/* A read and a write (or zero, or trim) of the same bytes are never in
+ * flight together: below the filter, such a read can return a piece
+ * torn between two versions, or half zeroed by a trim's hole (Linux
+ * buffered pread is not atomic against pwrite or fallocate), which the
+ * model rightly calls bytes nobody wrote.  Writes may overlap writes
+ * (the file's writers are serialised), reads may overlap reads.  Slot
+ * MAX_THREADS is the controller's clients_read_unit.
+ */
+struct span {
+  uint64_t off;
+  uint32_t len;
+  bool write, busy;
+};
+static struct span spans[MAX_THREADS + 1];
+static pthread_mutex_t spans_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t spans_cond = PTHREAD_COND_INITIALIZER;
+
+static bool
+span_conflicts_locked (int me, uint64_t off, uint32_t len, bool write)
+{
+  for (int i = 0; i <= MAX_THREADS; i++) {
+    const struct span *o = &spans[i];
+    if (i != me && o->busy && (o->write || write) &&
+        off < o->off + o->len && o->off < off + len)
+      return true;
+  }
+  return false;
+}
+
+static void
+span_begin (int me, uint64_t off, uint32_t len, bool write)
+{
+  pthread_mutex_lock (&spans_lock);
+  while (span_conflicts_locked (me, off, len, write))
+    pthread_cond_wait (&spans_cond, &spans_lock);
+  spans[me] = (struct span) { .off = off, .len = len, .write = write,
+                              .busy = true };
+  pthread_mutex_unlock (&spans_lock);
+}
+
+static void
+span_end (int me)
+{
+  pthread_mutex_lock (&spans_lock);
+  spans[me].busy = false;
+  pthread_cond_broadcast (&spans_cond);
+  pthread_mutex_unlock (&spans_lock);
+}
+
 uint64_t
 rng_next (uint64_t *s)
 {
@@ -150,10 +199,12 @@ client_thread (void *arg)
     pick_range (&s, me, &off, &len);
     count (&ops, 1);
     if (which < 40) {
+      span_begin (me, off, len, false);
       start = torture_tick ();
       r = nbd_pread (h, buf, len, off, 0);
       err = r == -1 ? nbd_get_errno () : 0;
       end = torture_tick ();
+      span_end (me);
       if (r == -1 && is_dying ())
         break;
       model_read_check (off, len, start, end, buf, err, me);
@@ -164,6 +215,7 @@ client_thread (void *arg)
         OP_TRIM;
       if ((kind == OP_ZERO && !can_zero) || (kind == OP_TRIM && !can_trim))
         kind = OP_WRITE;
+      span_begin (me, off, len, true);
       id = model_write_begin (kind, off, len, fua, me);
       if (kind == OP_WRITE) {
         model_fill (id, off, len, buf);
@@ -178,6 +230,7 @@ client_thread (void *arg)
       if (r == -1 && err == 0)
         err = EIO;
       model_write_end (id, err);
+      span_end (me);
       __atomic_sub_fetch (&writing, 1, __ATOMIC_SEQ_CST);
       if (r == -1 && is_dying ())
         break;
@@ -287,11 +340,15 @@ clients_read_unit (uint64_t unit)
   char buf[UNIT];
 
   if (h && nbd_connect_unix (h, server_socket ()) == 0) {
-    uint64_t start = torture_tick (), end;
-    int r = nbd_pread (h, buf, UNIT, unit * UNIT, 0);
-    int err = r == -1 ? nbd_get_errno () : 0;
+    uint64_t start, end;
+    int r, err;
 
+    span_begin (MAX_THREADS, unit * UNIT, UNIT, false);
+    start = torture_tick ();
+    r = nbd_pread (h, buf, UNIT, unit * UNIT, 0);
+    err = r == -1 ? nbd_get_errno () : 0;
     end = torture_tick ();
+    span_end (MAX_THREADS);
     model_read_check (unit * UNIT, UNIT, start, end, buf, err, -1);
     nbd_shutdown (h, 0);
   }
