@@ -7,6 +7,9 @@
  * model before and after (model_write_begin/end), reads are checked
  * against it when they return.
  *
+ * A read never overlaps another client's write, zero or trim in
+ * flight (see spans below).
+ *
  * When the controller is about to SIGKILL the server it sets `dying`
  * first: a failed request after that says nothing about the filter
  * (its write may or may not have landed; the model keeps it as a
