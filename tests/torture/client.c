@@ -7,6 +7,9 @@
  * model before and after (model_write_begin/end), reads are checked
  * against it when they return.
  *
+ * A read never overlaps another client's write, zero or trim in
+ * flight (see spans below).
+ *
  * When the controller is about to SIGKILL the server it sets `dying`
  * first: a failed request after that says nothing about the filter
  * (its write may or may not have landed; the model keeps it as a
@@ -15,10 +18,12 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libnbd.h>
 
@@ -37,6 +42,56 @@ static uint64_t ops;
 static uint64_t focus = UINT64_MAX; /* a unit most requests go to */
 static int focus_writers;           /* clients 0..N-1 go there */
 static bool quiet;                  /* no writes: reads and flushes */
+static int writing;                 /* clients that may be in a write */
+
+/* A read and a write (or zero, or trim) of the same bytes are never in
+ * flight together: below the filter, such a read can return a piece
+ * torn between two versions, or half zeroed by a trim's hole (Linux
+ * buffered pread is not atomic against pwrite or fallocate), which the
+ * model rightly calls bytes nobody wrote.  Writes may overlap writes
+ * (the file's writers are serialised), reads may overlap reads.  Slot
+ * MAX_THREADS is the controller's clients_read_unit.
+ */
+struct span {
+  uint64_t off;
+  uint32_t len;
+  bool write, busy;
+};
+static struct span spans[MAX_THREADS + 1];
+static pthread_mutex_t spans_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t spans_cond = PTHREAD_COND_INITIALIZER;
+
+static bool
+span_conflicts_locked (int me, uint64_t off, uint32_t len, bool write)
+{
+  for (int i = 0; i <= MAX_THREADS; i++) {
+    const struct span *o = &spans[i];
+    if (i != me && o->busy && (o->write || write) &&
+        off < o->off + o->len && o->off < off + len)
+      return true;
+  }
+  return false;
+}
+
+static void
+span_begin (int me, uint64_t off, uint32_t len, bool write)
+{
+  pthread_mutex_lock (&spans_lock);
+  while (span_conflicts_locked (me, off, len, write))
+    pthread_cond_wait (&spans_cond, &spans_lock);
+  spans[me] = (struct span) { .off = off, .len = len, .write = write,
+                              .busy = true };
+  pthread_mutex_unlock (&spans_lock);
+}
+
+static void
+span_end (int me)
+{
+  pthread_mutex_lock (&spans_lock);
+  spans[me].busy = false;
+  pthread_cond_broadcast (&spans_cond);
+  pthread_mutex_unlock (&spans_lock);
+}
 
 uint64_t
 rng_next (uint64_t *s)
@@ -136,15 +191,23 @@ client_thread (void *arg)
         me >= __atomic_load_n (&focus_writers, __ATOMIC_SEQ_CST) &&
         below (&s, 100) < 30)
       which = 99;
+    /* Counted before quiet is looked at: once clients_quiet has seen
+     * no writer, none starts.
+     */
+    __atomic_add_fetch (&writing, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n (&quiet, __ATOMIC_SEQ_CST) && which >= 40)
       which = 99;
+    if (which < 40 || which >= 94)
+      __atomic_sub_fetch (&writing, 1, __ATOMIC_SEQ_CST);
     pick_range (&s, me, &off, &len);
     count (&ops, 1);
     if (which < 40) {
+      span_begin (me, off, len, false);
       start = torture_tick ();
       r = nbd_pread (h, buf, len, off, 0);
       err = r == -1 ? nbd_get_errno () : 0;
       end = torture_tick ();
+      span_end (me);
       if (r == -1 && is_dying ())
         break;
       model_read_check (off, len, start, end, buf, err, me);
@@ -155,6 +218,7 @@ client_thread (void *arg)
         OP_TRIM;
       if ((kind == OP_ZERO && !can_zero) || (kind == OP_TRIM && !can_trim))
         kind = OP_WRITE;
+      span_begin (me, off, len, true);
       id = model_write_begin (kind, off, len, fua, me);
       if (kind == OP_WRITE) {
         model_fill (id, off, len, buf);
@@ -169,6 +233,8 @@ client_thread (void *arg)
       if (r == -1 && err == 0)
         err = EIO;
       model_write_end (id, err);
+      span_end (me);
+      __atomic_sub_fetch (&writing, 1, __ATOMIC_SEQ_CST);
       if (r == -1 && is_dying ())
         break;
       if (r == -1)
@@ -219,7 +285,13 @@ clients_focus (uint64_t unit, int writers)
 void
 clients_quiet (bool on)
 {
+  struct timespec ts = { 0, 200000 };
+
   __atomic_store_n (&quiet, on, __ATOMIC_SEQ_CST);
+  /* Bounded: a write stuck in the server is the model's business. */
+  for (int i = 0; on && i < 10000 &&
+         __atomic_load_n (&writing, __ATOMIC_SEQ_CST); i++)
+    nanosleep (&ts, NULL);
 }
 
 void
@@ -262,6 +334,32 @@ verify_range (struct nbd_handle *h, char *buf, uint64_t off, uint32_t len)
   }
   model_read_check (off, len, start, end, buf, err, -1);
   model_settle (off, len, buf, err);
+}
+
+void
+clients_read_unit (uint64_t unit)
+{
+  struct nbd_handle *h = nbd_create ();
+  char buf[UNIT];
+
+  if (h && nbd_connect_unix (h, server_socket ()) == 0) {
+    uint64_t start, end;
+    int r, err;
+
+    span_begin (MAX_THREADS, unit * UNIT, UNIT, false);
+    start = torture_tick ();
+    r = nbd_pread (h, buf, UNIT, unit * UNIT, 0);
+    err = r == -1 ? nbd_get_errno () : 0;
+    end = torture_tick ();
+    span_end (MAX_THREADS);
+    model_read_check (unit * UNIT, UNIT, start, end, buf, err, -1);
+    nbd_shutdown (h, 0);
+  }
+  else
+    fprintf (stderr, "torture: read of unit %" PRIu64 ": connect: %s\n",
+             unit, nbd_get_error ());
+  if (h)
+    nbd_close (h);
 }
 
 int

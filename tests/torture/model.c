@@ -484,9 +484,46 @@ print_history (uint64_t off, uint64_t since, uint64_t read)
            flush_mark);
 }
 
+/* For bytes nobody wrote: which version of the piece (or zeros) each
+ * 8-byte word of RAW matches, in runs, so that a piece torn between
+ * two versions reads differently from one that holds invented bytes.
+ */
+static void
+print_garbage_words (const struct piece *pc, uint64_t off, const char *raw)
+{
+  const uint64_t *got = (const uint64_t *) raw;
+  uint64_t w[PIECE / 8], run_v = 0;
+  size_t run_start = 0;
+
+  fprintf (stderr, "\n  its words:");
+  for (size_t i = 0; i <= PIECE / 8; i++) {
+    uint64_t v = VALUE_GARBAGE;
+
+    if (i < PIECE / 8) {
+      if (got[i] == 0)
+        v = 0;
+      for (uint32_t j = 0; v == VALUE_GARBAGE && j < pc->n; j++) {
+        if (pc->v[j].value == 0)
+          continue;
+        fill_piece (pc->v[j].value, off, w);
+        if (w[i] == got[i])
+          v = pc->v[j].value;
+      }
+    }
+    if (i > 0 && (i == PIECE / 8 || v != run_v)) {
+      fprintf (stderr, " %zu-%zu ", run_start, i - 1);
+      print_value (run_v);
+      fprintf (stderr, ";");
+      run_start = i;
+    }
+    run_v = v;
+  }
+}
+
 static void
 report_piece (const char *what, uint64_t off, uint64_t observed,
-              uint64_t rs, uint64_t re, int client, uint64_t read)
+              const char *raw, uint64_t rs, uint64_t re, int client,
+              uint64_t read)
 {
   const struct piece *pc = &pieces[off / PIECE];
   uint64_t m = superseded_before (pc, rs);
@@ -498,6 +535,8 @@ report_piece (const char *what, uint64_t off, uint64_t observed,
            PRIu64 "), client %d read during ticks %" PRIu64 "-%" PRIu64
            "\n  observed: ", what, off, off / UNIT, client, rs, re);
   print_value (observed);
+  if (observed == VALUE_GARBAGE)
+    print_garbage_words (pc, off, raw);
   fprintf (stderr, "\n  expected one of:");
   for (uint32_t i = 0; i < pc->n; i++) {
     const struct rec *r = &pc->v[i];
@@ -598,7 +637,7 @@ model_read_check (uint64_t off, uint32_t len, uint64_t rs, uint64_t re,
       if (v == VALUE_GARBAGE || !legal (pc, v, rs, re))
         report_piece (v == VALUE_GARBAGE ? "bytes nobody wrote" :
                       "a version the model does not allow (stale or lost)",
-                      off + i, v, rs, re, client, id);
+                      off + i, v, buf + i, rs, re, client, id);
     }
   }
   before = stats.violations - before;

@@ -7,6 +7,11 @@
  * PIDs of both timeout and nbdkit are kept so that each is killed by
  * PID, and a server that hangs is ended by timeout(1) anyway.
  *
+ * This program is the subreaper of its descendants: nbdkit, orphaned
+ * when its timeout dies first, comes back here and is reaped at once.
+ * Left to PID 1, which may reap late (over a second in some
+ * containers), every kill would wait for it instead of running I/O.
+ *
  * With a power-loss run in external mode, nbdkit gets the undo journal
  * library (powerloss.c) for the spare file, and each start first plays
  * back what the last server wrote to the spare file and never synced.
@@ -19,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -164,6 +170,7 @@ server_start (struct server_cfg *c)
     fprintf (stderr, "torture: set REMAP_FILTER and BADSECTOR_FILTER\n");
     return -1;
   }
+  prctl (PR_SET_CHILD_SUBREAPER, 1);
   c->generation++;
   snprintf (sock, sizeof sock, "%s/nbd.sock", c->dir);
   snprintf (ctl, sizeof ctl, "%s/ctl.sock", c->dir);
@@ -277,8 +284,12 @@ server_kill (void)
     waitpid (wrapper, NULL, 0);
   }
   /* nbdkit is timeout's child: make sure it is gone before the next
-   * server opens the same disk.
+   * server opens the same disk.  Orphaned, it is ours to reap (no
+   * child: timeout reaped it first).
    */
+  if (nbdkit_pid > 0)
+    while (waitpid (nbdkit_pid, NULL, 0) == -1 && errno == EINTR)
+      ;
   for (int i = 0; nbdkit_pid > 0 && i < 500 && kill (nbdkit_pid, 0) == 0; i++)
     sleep_ms (10);
   wrapper = nbdkit_pid = -1;

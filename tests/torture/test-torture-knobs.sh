@@ -20,20 +20,33 @@ set -e
 missed=""
 # The light run's time, spent on the configurations where each defect
 # can show: a relocation needs the internal spare area to fail, a
-# boolean flush needs power cuts of the spare file.
+# boolean flush needs power cuts of the spare file.  The race of knob 4
+# needs spares to remap to: in internal mode the first relocation that
+# meets a whole spare area failing writes retires every spare, and no
+# remap happens after that, so external mode goes first.  Each
+# configuration gets its share of the light run's time, as in the light
+# run, and the next one runs only if that one caught nothing.
 for n in 1 4 5; do
-  r=0
+  began=$(date +%s)
   case $n in
     1) configs="internal internal-powerloss" ;;
-    4) configs="internal external" ;;
+    4) configs="external internal" ;;
     5) configs="external-powerloss" ;;
   esac
-  TORTURE_CONFIGS=$configs TORTURE_CLASSES=all \
-  TORTURE_ARGS="--stop-early --nbdkit-arg -D --nbdkit-arg remap.selftest_bug=$n" \
-    "$_torture_dir/run-torture.sh" light "${TORTURE_LIGHT_SECONDS:-54}" \
-    >"$tmp/out-$n" 2>&1 || r=$?
-  if grep -q '^VIOLATION: ' "$tmp/out-$n"; then
-    echo "knob $n: caught"
+  per=$(( ${TORTURE_LIGHT_SECONDS:-54} / $(echo $configs | wc -w) ))
+  caught=""
+  : >"$tmp/out-$n"
+  for c in $configs; do
+    TORTURE_CONFIGS=$c TORTURE_CLASSES=all \
+    TORTURE_ARGS="--stop-early --nbdkit-arg -D --nbdkit-arg remap.selftest_bug=$n" \
+      "$_torture_dir/run-torture.sh" light "$per" >>"$tmp/out-$n" 2>&1 || :
+    if grep -q '^VIOLATION: ' "$tmp/out-$n"; then
+      caught=$c
+      break
+    fi
+  done
+  if [ -n "$caught" ]; then
+    echo "knob $n: caught in $caught ($(( $(date +%s) - began )) s)"
     grep -m1 -A2 '^VIOLATION: ' "$tmp/out-$n"
   else
     echo "knob $n: NOT caught"

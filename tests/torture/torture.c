@@ -12,7 +12,11 @@
  * SIGKILL also loses what was not flushed, like a power cut), runs T
  * client threads against it (client.c), and every STEP-MS on average
  * does one of: change a fault (faults.c), send the control socket a
- * remap, unmap or sync.  K times, evenly spread over the run, it
+ * remap, unmap or sync.  Half the remaps race with writes: the unit is
+ * unmapped first (its writers then take the fast path), the clients'
+ * writes go to it, slowed down, while the remap copies it, then
+ * writes stop and the unit is read whole, so that a write the copy
+ * lost is seen before another write to its piece hides it.  K times, evenly spread over the run, it
  * SIGKILLs the server, restarts it, and reads the whole export back
  * through the model (model.c), which checks what survived.  At the
  * end the server is stopped with SIGTERM, started once more and read
@@ -186,47 +190,102 @@ make_file (const char *path, uint64_t size)
   }
 }
 
+/* Sends CMD about unit U (UINT64_MAX: every unit), logged in the model. */
+static void
+ctl_send (uint64_t u, const char *cmd, const char *note)
+{
+  char reply[4096];
+
+  ctl_sent++;
+  model_event (u, "control %s sent%s", cmd, note);
+  if (server_ctl_cmd (cmd, reply, sizeof reply) == -1) {
+    ctl_failed++;
+    snprintf (reply, sizeof reply, "(no reply)");
+  }
+  reply[strcspn (reply, "\n")] = '\0';
+  model_event (u, "control %s: %.30s", cmd, reply);
+}
+
+/* Spares run out over a run (faults retire them): with no free spare,
+ * unmaps a remapped sector other than U, so that the remap of U has a
+ * spare to go to.
+ */
+static void
+free_a_spare (uint64_t u)
+{
+  char reply[8192], cmd[64];
+  const char *sp, *p;
+
+  if (server_ctl_cmd ("status", reply, sizeof reply) == -1 ||
+      !(sp = strstr (reply, "\"spares\":")) || json_u64 (sp, "free") > 0 ||
+      server_ctl_cmd ("list 0 64", reply, sizeof reply) == -1)
+    return;
+  for (p = reply; (p = strstr (p, "{\"sector\":")) != NULL; p++) {
+    uint64_t sector = strtoull (p + strlen ("{\"sector\":"), NULL, 10);
+    const char *state = strstr (p, "\"state\":\"");
+
+    if (sector != u && state &&
+        strncmp (state + strlen ("\"state\":\""), "remapped\"", 9) == 0) {
+      snprintf (cmd, sizeof cmd, "unmap %" PRIu64, sector);
+      ctl_send (sector, cmd, " (no spare was free)");
+      return;
+    }
+  }
+}
+
+/* A remap of unit U racing with sub-unit writes to it.  U is unmapped
+ * first, so that its writers take the fast path, which only the
+ * mover's wait for writes in flight keeps from writing the origin
+ * after the mover copied it.  Slowed down, a write that looked at the
+ * table before the remap began is still on its way to the origin
+ * while the remap copies.  Then writes stop and the unit is read
+ * whole: a write lost by that copy shows before another write to its
+ * piece can hide it.
+ */
+static void
+ctl_remap_race (uint64_t *s, uint64_t u, bool delay)
+{
+  char cmd[64];
+  uint64_t ms = delay ? 4 + rng_next (s) % 5 : 0;
+
+  snprintf (cmd, sizeof cmd, "unmap %" PRIu64, u);
+  ctl_send (u, cmd, " (before a remap racing with writes)");
+  free_a_spare (u);
+  if (ms)
+    faults_delay_writes (ms);
+  clients_focus (u, MAX_WRITERS);
+  sleep_ms (ms / 2 + 1 + rng_next (s) % (ms + 2));
+  snprintf (cmd, sizeof cmd, "remap %" PRIu64, u);
+  ctl_send (u, cmd, " (requests focused on it)");
+  clients_quiet (true);
+  clients_read_unit (u);
+  clients_quiet (false);
+  clients_focus (UINT64_MAX, 0);
+  if (ms)
+    faults_delay_writes (0);
+}
+
 static void
 ctl_step (uint64_t *s, uint64_t hot_units, bool delay)
 {
-  char cmd[64], reply[4096];
+  char cmd[64];
   uint64_t u = rng_next (s) % hot_units;
   int which = rng_next (s) % 10;
-  bool focus = false;
 
   if (which < 4) {
     model_maybe_remapped (u);
-    snprintf (cmd, sizeof cmd, "remap %" PRIu64, u);
     /* Half the remaps race with writes to the same unit. */
-    focus = rng_next (s) % 2;
+    if (rng_next (s) % 2) {
+      ctl_remap_race (s, u, delay);
+      return;
+    }
+    snprintf (cmd, sizeof cmd, "remap %" PRIu64, u);
   }
   else if (which < 8)
     snprintf (cmd, sizeof cmd, "unmap %" PRIu64, u);
   else
     snprintf (cmd, sizeof cmd, "sync");
-  ctl_sent++;
-  model_event (which < 8 ? u : UINT64_MAX, "control %s sent%s", cmd,
-               focus ? " (requests focused on it)" : "");
-  if (focus) {
-    /* Slowed down, a write that looked at the table before the remap
-     * began is still on its way to the origin while the remap copies.
-     */
-    if (delay)
-      faults_delay_writes (1 + rng_next (s) % 3);
-    clients_focus (u, MAX_WRITERS);
-    sleep_ms (1);
-  }
-  if (server_ctl_cmd (cmd, reply, sizeof reply) == -1) {
-    ctl_failed++;
-    snprintf (reply, sizeof reply, "(no reply)");
-  }
-  if (focus) {
-    clients_focus (UINT64_MAX, 0);
-    if (delay)
-      faults_delay_writes (0);
-  }
-  reply[strcspn (reply, "\n")] = '\0';
-  model_event (which < 8 ? u : UINT64_MAX, "control %s: %.30s", cmd, reply);
+  ctl_send (which < 8 ? u : UINT64_MAX, cmd, "");
 }
 
 static void *

@@ -142,8 +142,12 @@ void clients_start (struct client_cfg *cfg, uint64_t seed);
  * others flush more often (UNIT UINT64_MAX: back to normal).
  */
 void clients_focus (uint64_t unit, int writers);
-/* No writes while ON: only reads and flushes. */
+/* No writes while ON: only reads and flushes.  Turning it on returns
+ * once no write is in flight (or after two seconds).
+ */
 void clients_quiet (bool on);
+/* One read of UNIT on a connection of its own, checked. */
+void clients_read_unit (uint64_t unit);
 /* Tells them the server is about to die: errors are then expected. */
 void clients_server_dying (void);
 void clients_stop (void);
