@@ -130,12 +130,20 @@ powerloss_undo (const char *file, const char *journal)
   return ret;
 }
 
-/* The undo library: TORTURE_POWERLOSS_LIB, or next to this program. */
+/* The undo library: TORTURE_POWERLOSS_LIB, or next to this program.
+ * Under the test suite's nbdkit wrapper (tests/wrap/nbdkit) it goes in
+ * REMAP_WRAP_PRELOAD, which the wrapper preloads into nbdkit alone,
+ * after any sanitizer runtime: in a sanitizer build the library is
+ * instrumented too, and timeout and the wrapper's shell, which are
+ * not, would refuse to start with it preloaded.
+ */
 static void
 preload_powerloss (const char *spare, const char *journal)
 {
+  const char *wrap = getenv ("REMAP_WRAP_DIR");
+  const char *var = wrap && *wrap ? "REMAP_WRAP_PRELOAD" : "LD_PRELOAD";
   char self[512], lib[600], *slash, *pre;
-  const char *old = getenv ("LD_PRELOAD");
+  const char *old = getenv (var);
   ssize_t n;
 
   if (getenv ("TORTURE_POWERLOSS_LIB"))
@@ -150,7 +158,7 @@ preload_powerloss (const char *spare, const char *journal)
   }
   if (asprintf (&pre, "%s%s%s", lib, old ? " " : "", old ? old : "") == -1)
     _exit (127);
-  setenv ("LD_PRELOAD", pre, 1);
+  setenv (var, pre, 1);
   setenv ("TORTURE_POWERLOSS_FILE", spare, 1);
   setenv ("TORTURE_POWERLOSS_JOURNAL", journal, 1);
   setenv ("TORTURE_POWERLOSS_DELAY_US", "2000", 0);
