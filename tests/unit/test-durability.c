@@ -17,74 +17,22 @@
 #include <check.h>
 
 #include "device.h"
-#include "format.h"
+#include "extdev.h"
 #include "memdisk.h"
 #include "stubs.h"
 
-#define SS 512
-#define DISK_SIZE (1024 * 1024)
-#define NR_SPARES 16
+#define SS EXTDEV_SS
 #define DEADLINE_SECONDS 20
-
-struct fixture {
-  struct memdisk *disk;         /* the origin */
-  struct memdisk *store;        /* the spare file */
-  struct remap_options opt;
-  struct remap_device *dev;
-};
-
-static void
-fixture_open (struct fixture *fx)
-{
-  struct remap_geometry g;
-  char why[256];
-
-  memset (fx, 0, sizeof *fx);
-  stub_reset ();
-  fx->disk = memdisk_new (DISK_SIZE, SS);
-  ck_assert_ptr_nonnull (fx->disk);
-  remap_options_init (&fx->opt);
-  fx->opt.sector_size = SS;
-  fx->opt.spare_bytes = NR_SPARES * SS;
-  fx->opt.store_name = "spare.img";
-  ck_assert_int_eq (remap_geometry_compute (&g, false, DISK_SIZE, SS,
-                                            NR_SPARES, why, sizeof why), 0);
-  fx->store = memdisk_new (g.region_size, SS);
-  ck_assert_ptr_nonnull (fx->store);
-  fx->dev = remap_device_open (&fx->opt, &fx->store->io, fx->store->size,
-                               fx->disk->size);
-  ck_assert_msg (fx->dev != NULL, "open failed: %s", stub_last_error);
-}
-
-static void
-fixture_free (struct fixture *fx)
-{
-  remap_device_stop (fx->dev);
-  remap_device_free (fx->dev);
-  memdisk_free (fx->disk);
-  memdisk_free (fx->store);
-}
-
-static int
-write_sector (struct fixture *fx, uint64_t sector, unsigned char byte,
-              uint32_t flags, int *err)
-{
-  unsigned char buf[SS];
-
-  memset (buf, byte, SS);
-  return remap_device_pwrite (fx->dev, &fx->disk->io, buf, SS, sector * SS,
-                              flags, err);
-}
 
 /* Sector 3 moved to a spare: from now on its writes go to the store. */
 static void
-remap_sector_3 (struct fixture *fx)
+remap_sector_3 (struct extdev *fx)
 {
   struct remap_entry e;
   int err;
 
   memdisk_fail_write (fx->disk, 3);
-  ck_assert_int_eq (write_sector (fx, 3, 0x33, 0, &err), 0);
+  ck_assert_int_eq (extdev_write_sector (fx, 3, 0x33, 0, &err), 0);
   ck_assert (remap_table_lookup (fx->dev->table, 3, &e));
   ck_assert_uint_eq (e.state, REMAP_STATE_REMAPPED);
 }
@@ -99,7 +47,7 @@ nap_ms (unsigned ms)
 
 /* A call in a thread, and what it returned. */
 struct call {
-  struct fixture *fx;
+  struct extdev *fx;
   pthread_t thread;
   int r, err;
   unsigned store_flushes_done;  /* when it returned */
@@ -120,7 +68,7 @@ flush_thread (void *vp)
 }
 
 static void
-start_call (struct call *c, struct fixture *fx, void *(*fn) (void *))
+start_call (struct call *c, struct extdev *fx, void *(*fn) (void *))
 {
   memset (c, 0, sizeof *c);
   c->fx = fx;
@@ -132,13 +80,13 @@ start_call (struct call *c, struct fixture *fx, void *(*fn) (void *))
  */
 START_TEST (test_concurrent_flushes)
 {
-  struct fixture fx;
+  struct extdev fx;
   struct call a, b;
   int err;
 
-  fixture_open (&fx);
+  extdev_open (&fx);
   remap_sector_3 (&fx);
-  ck_assert_int_eq (write_sector (&fx, 3, 0x44, 0, &err), 0);
+  ck_assert_int_eq (extdev_write_sector (&fx, 3, 0x44, 0, &err), 0);
 
   fx.store->flush_hold = true;
   fx.store->flush_fail = true;
@@ -163,7 +111,7 @@ START_TEST (test_concurrent_flushes)
   /* The error is not sticky: once the store flushes again, so do we. */
   fx.store->flush_fail = false;
   ck_assert_int_eq (remap_device_flush (fx.dev, &fx.disk->io, &err), 0);
-  fixture_free (&fx);
+  extdev_free (&fx);
 }
 END_TEST
 
@@ -172,7 +120,7 @@ slow_spare_write_thread (void *vp)
 {
   struct call *c = vp;
 
-  c->r = write_sector (c->fx, 3, 0x55, 0, &c->err);
+  c->r = extdev_write_sector (c->fx, 3, 0x55, 0, &c->err);
   return NULL;
 }
 
@@ -182,12 +130,12 @@ slow_spare_write_thread (void *vp)
  */
 START_TEST (test_flush_after_spare_write)
 {
-  struct fixture fx;
+  struct extdev fx;
   struct call w;
   unsigned before;
   int err;
 
-  fixture_open (&fx);
+  extdev_open (&fx);
   remap_sector_3 (&fx);
   ck_assert_int_eq (remap_device_flush (fx.dev, &fx.disk->io, &err), 0);
 
@@ -204,7 +152,7 @@ START_TEST (test_flush_after_spare_write)
   ck_assert_msg (fx.store->flushes > before,
                  "a flush after an acknowledged spare write did not flush "
                  "the store");
-  fixture_free (&fx);
+  extdev_free (&fx);
 }
 END_TEST
 
@@ -224,12 +172,12 @@ unmap_thread (void *vp)
  */
 START_TEST (test_fua_after_unmap)
 {
-  struct fixture fx;
+  struct extdev fx;
   struct remap_entry e;
   struct call u;
   int err;
 
-  fixture_open (&fx);
+  extdev_open (&fx);
   remap_sector_3 (&fx);
   memdisk_heal (fx.disk);
   /* The unmap's table write is slow. */
@@ -237,13 +185,13 @@ START_TEST (test_fua_after_unmap)
   start_call (&u, &fx, unmap_thread);
   while (remap_table_lookup (fx.dev->table, 3, &e))
     nap_ms (1);
-  ck_assert_int_eq (write_sector (&fx, 3, 0x66, REMAP_FLAG_FUA, &err), 0);
+  ck_assert_int_eq (extdev_write_sector (&fx, 3, 0x66, REMAP_FLAG_FUA, &err), 0);
   ck_assert_msg (!remap_sync_is_dirty (fx.dev->sync),
                  "a FUA write returned before the unmap was durable");
   pthread_join (u.thread, NULL);
   ck_assert_int_eq (u.r, 0);
   fx.store->write_delay_us = 0;
-  fixture_free (&fx);
+  extdev_free (&fx);
 }
 END_TEST
 
@@ -264,15 +212,15 @@ read_5_thread (void *vp)
  */
 START_TEST (test_unmap_stalls_only_its_unit)
 {
-  struct fixture fx;
+  struct extdev fx;
   struct call u, r;
   time_t deadline;
   int err;
 
-  fixture_open (&fx);
+  extdev_open (&fx);
   remap_sector_3 (&fx);
   memdisk_fail_write (fx.disk, 5);
-  ck_assert_int_eq (write_sector (&fx, 5, 0x77, 0, &err), 0);
+  ck_assert_int_eq (extdev_write_sector (&fx, 5, 0x77, 0, &err), 0);
   memdisk_heal (fx.disk);
 
   fx.disk->flush_hold = true;
@@ -292,7 +240,7 @@ START_TEST (test_unmap_stalls_only_its_unit)
   pthread_join (r.thread, NULL);
   ck_assert_int_eq (u.r, 0);
   ck_assert_int_eq (r.r, 0);
-  fixture_free (&fx);
+  extdev_free (&fx);
 }
 END_TEST
 

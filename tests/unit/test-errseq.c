@@ -19,67 +19,16 @@
 
 #include "device.h"
 #include "format.h"
+#include "extdev.h"
 #include "memdisk.h"
 #include "metadata.h"
 #include "recovery.h"
 #include "stubs.h"
 
-#define SS 512
-#define DISK_SIZE (1024 * 1024)
-#define NR_SPARES 16
-
-struct fixture {
-  struct memdisk *disk;         /* the origin */
-  struct memdisk *store;        /* the spare file */
-  struct remap_options opt;
-  struct remap_device *dev;
-};
-
-static void
-fixture_open (struct fixture *fx)
-{
-  struct remap_geometry g;
-  char why[256];
-
-  memset (fx, 0, sizeof *fx);
-  stub_reset ();
-  fx->disk = memdisk_new (DISK_SIZE, SS);
-  ck_assert_ptr_nonnull (fx->disk);
-  remap_options_init (&fx->opt);
-  fx->opt.sector_size = SS;
-  fx->opt.spare_bytes = NR_SPARES * SS;
-  fx->opt.store_name = "spare.img";
-  ck_assert_int_eq (remap_geometry_compute (&g, false, DISK_SIZE, SS,
-                                            NR_SPARES, why, sizeof why), 0);
-  fx->store = memdisk_new (g.region_size, SS);
-  ck_assert_ptr_nonnull (fx->store);
-  fx->dev = remap_device_open (&fx->opt, &fx->store->io, fx->store->size,
-                               fx->disk->size);
-  ck_assert_msg (fx->dev != NULL, "open failed: %s", stub_last_error);
-}
-
-static void
-fixture_free (struct fixture *fx)
-{
-  remap_device_stop (fx->dev);
-  remap_device_free (fx->dev);
-  memdisk_free (fx->disk);
-  memdisk_free (fx->store);
-}
-
-static int
-write_sector (struct fixture *fx, uint64_t sector, unsigned char byte,
-              uint32_t flags, int *err)
-{
-  unsigned char buf[SS];
-
-  memset (buf, byte, SS);
-  return remap_device_pwrite (fx->dev, &fx->disk->io, buf, SS, sector * SS,
-                              flags, err);
-}
+#define SS EXTDEV_SS
 
 static unsigned char
-read_sector (struct fixture *fx, uint64_t sector)
+read_sector (struct extdev *fx, uint64_t sector)
 {
   unsigned char buf[SS];
   int err;
@@ -96,13 +45,13 @@ read_sector (struct fixture *fx, uint64_t sector)
  * the store.
  */
 static uint64_t
-remap_sector (struct fixture *fx, uint64_t s, unsigned char byte)
+remap_sector (struct extdev *fx, uint64_t s, unsigned char byte)
 {
   struct remap_entry e;
   int err;
 
   memdisk_fail_write (fx->disk, s);
-  ck_assert_int_eq (write_sector (fx, s, byte, 0, &err), 0);
+  ck_assert_int_eq (extdev_write_sector (fx, s, byte, 0, &err), 0);
   ck_assert (remap_table_lookup (fx->dev->table, s, &e));
   ck_assert_uint_eq (e.state, REMAP_STATE_REMAPPED);
   ck_assert_int_eq (remap_device_flush (fx->dev, &fx->disk->io, &err), 0);
@@ -116,14 +65,14 @@ remap_sector (struct fixture *fx, uint64_t s, unsigned char byte)
  */
 START_TEST (test_sync_hears_spare_error)
 {
-  struct fixture fx;
+  struct extdev fx;
   uint64_t spare;
   int err;
 
-  fixture_open (&fx);
+  extdev_open (&fx);
   spare = remap_sector (&fx, 3, 0x33);
   memdisk_fail_writeback (fx.store, spare);
-  ck_assert_int_eq (write_sector (&fx, 3, 0x44, 0, &err), 0);
+  ck_assert_int_eq (extdev_write_sector (&fx, 3, 0x44, 0, &err), 0);
 
   /* The table changed for some other reason: the sync thread writes
    * it, and its first flush (spare data first) hears the error.
@@ -138,10 +87,10 @@ START_TEST (test_sync_hears_spare_error)
   /* Told once: the next flush covers nothing lost. */
   ck_assert_int_eq (remap_device_flush (fx.dev, &fx.disk->io, &err), 0);
   /* And a write after it is kept as usual. */
-  ck_assert_int_eq (write_sector (&fx, 3, 0x55, 0, &err), 0);
+  ck_assert_int_eq (extdev_write_sector (&fx, 3, 0x55, 0, &err), 0);
   ck_assert_int_eq (remap_device_flush (fx.dev, &fx.disk->io, &err), 0);
   ck_assert_uint_eq (read_sector (&fx, 3), 0x55);
-  fixture_free (&fx);
+  extdev_free (&fx);
 }
 END_TEST
 
@@ -150,12 +99,12 @@ END_TEST
  */
 START_TEST (test_covered_error_not_owed)
 {
-  struct fixture fx;
+  struct extdev fx;
   int err;
 
-  fixture_open (&fx);
+  extdev_open (&fx);
   remap_sector (&fx, 3, 0x33);
-  ck_assert_int_eq (write_sector (&fx, 3, 0x44, 0, &err), 0);
+  ck_assert_int_eq (extdev_write_sector (&fx, 3, 0x44, 0, &err), 0);
   ck_assert_int_eq (remap_device_flush (fx.dev, &fx.disk->io, &err), 0);
   /* The sync's flush fails, with nothing of the clients unflushed. */
   fx.store->flush_fail = true;
@@ -164,7 +113,7 @@ START_TEST (test_covered_error_not_owed)
   fx.store->flush_fail = false;
   ck_assert_int_eq (remap_device_flush (fx.dev, &fx.disk->io, &err), 0);
   ck_assert_uint_eq (read_sector (&fx, 3), 0x44);
-  fixture_free (&fx);
+  extdev_free (&fx);
 }
 END_TEST
 
@@ -207,13 +156,13 @@ other_party_flushes (struct memdisk *d, void *vp)
 
 START_TEST (test_table_error_heard_by_other_flush)
 {
-  struct fixture fx;
+  struct extdev fx;
   struct other_flush o = { 0 };
   struct remap_load_result lr;
   bool found = false;
   int err;
 
-  fixture_open (&fx);
+  extdev_open (&fx);
   remap_sector (&fx, 3, 0x33);
   o.store = fx.store;
   for (int i = 0; i < REMAP_COPIES; i++) {
@@ -229,7 +178,7 @@ START_TEST (test_table_error_heard_by_other_flush)
 
   /* A new remap: its table write is the one whose data is dropped. */
   memdisk_fail_write (fx.disk, 5);
-  ck_assert_int_eq (write_sector (&fx, 5, 0x55, REMAP_FLAG_FUA, &err), 0);
+  ck_assert_int_eq (extdev_write_sector (&fx, 5, 0x55, REMAP_FLAG_FUA, &err), 0);
   ck_assert_int_eq (o.dropped, REMAP_COPIES);
   fx.store->before_flush = NULL;
 
@@ -242,7 +191,7 @@ START_TEST (test_table_error_heard_by_other_flush)
       lr.entries[i].state == REMAP_STATE_REMAPPED;
   free (lr.entries);
   ck_assert_msg (found, "sector 5 is not in the table on the store");
-  fixture_free (&fx);
+  extdev_free (&fx);
 }
 END_TEST
 
@@ -265,25 +214,25 @@ other_party_flushes_once (struct memdisk *d, void *vp)
  */
 START_TEST (test_fua_spare_error_heard_by_other_flush)
 {
-  struct fixture fx;
+  struct extdev fx;
   struct remap_entry e;
   uint64_t spare;
   int dropped = 0, err;
 
-  fixture_open (&fx);
+  extdev_open (&fx);
   spare = remap_sector (&fx, 3, 0x33);
   fx.store->io.can_fua = true;  /* as the spare file's store */
   memdisk_fail_writeback (fx.store, spare);
   fx.store->before_flush = other_party_flushes_once;
   fx.store->before_flush_opaque = &dropped;
 
-  ck_assert_int_eq (write_sector (&fx, 3, 0x44, REMAP_FLAG_FUA, &err), 0);
+  ck_assert_int_eq (extdev_write_sector (&fx, 3, 0x44, REMAP_FLAG_FUA, &err), 0);
   ck_assert_int_eq (dropped, 1);
   ck_assert (remap_table_lookup (fx.dev->table, 3, &e));
   ck_assert_uint_eq (e.state, REMAP_STATE_REMAPPED);
   ck_assert_uint_ne (remap_spare_where (fx.dev, &e, 3 * SS) / SS, spare);
   ck_assert_uint_eq (read_sector (&fx, 3), 0x44);
-  fixture_free (&fx);
+  extdev_free (&fx);
 }
 END_TEST
 

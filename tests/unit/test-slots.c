@@ -23,14 +23,13 @@
 #include <check.h>
 
 #include "device.h"
-#include "format.h"
+#include "extdev.h"
 #include "memdisk.h"
 #include "sector.h"
 #include "stubs.h"
 
-#define SS 512
-#define DISK_SIZE (1024 * 1024)
-#define NR_SPARES 16
+#define SS EXTDEV_SS
+#define DISK_SIZE EXTDEV_DISK_SIZE
 /* nbdkit's default number of worker threads per connection. */
 #define BATCH 16
 /* Connections, one after the other: 96 threads for 64 slots. */
@@ -42,45 +41,9 @@
  */
 #define WATCH_MS 2000
 
-struct fixture {
-  struct memdisk *disk, *store;
-  struct remap_device *dev;
-};
-
-static void
-fixture_open (struct fixture *fx)
-{
-  struct remap_options opt;
-  struct remap_geometry g;
-  char why[256];
-
-  stub_reset ();
-  fx->disk = memdisk_new (DISK_SIZE, SS);
-  ck_assert_ptr_nonnull (fx->disk);
-  remap_options_init (&opt);
-  opt.sector_size = SS;
-  opt.spare_bytes = NR_SPARES * SS;
-  opt.store_name = "spare.img";
-  ck_assert_int_eq (remap_geometry_compute (&g, false, DISK_SIZE, SS,
-                                            NR_SPARES, why, sizeof why), 0);
-  fx->store = memdisk_new (g.region_size, SS);
-  ck_assert_ptr_nonnull (fx->store);
-  fx->dev = remap_device_open (&opt, &fx->store->io, fx->store->size,
-                               fx->disk->size);
-  ck_assert_msg (fx->dev != NULL, "open failed: %s", stub_last_error);
-}
-
-static void
-fixture_free (struct fixture *fx)
-{
-  remap_device_free (fx->dev);
-  memdisk_free (fx->disk);
-  memdisk_free (fx->store);
-}
-
 /* One worker thread of a connection. */
 struct worker {
-  struct fixture *fx;
+  struct extdev *fx;
   pthread_barrier_t *all_alive;
   unsigned index;               /* over all rounds */
   struct remap_counter_slot *slot;  /* what its windows used */
@@ -114,14 +77,14 @@ worker_run (void *vp)
 
 START_TEST (test_reconnecting_clients)
 {
-  struct fixture fx;
+  struct extdev fx;
   struct worker workers[ROUNDS * BATCH];
   pthread_t threads[BATCH];
   pthread_barrier_t all_alive;
   uint64_t writes0, bytes0, unslotted;
   unsigned owned0, owned;
 
-  fixture_open (&fx);
+  extdev_open (&fx);
   writes0 = remap_device_counter (fx.dev, REMAP_COUNTER_WRITES);
   bytes0 = remap_device_counter (fx.dev, REMAP_COUNTER_BYTES_WRITTEN);
   remap_counters_slot_stats (fx.dev, &owned0, &unslotted);
@@ -164,7 +127,7 @@ START_TEST (test_reconnecting_clients)
   }
 
   pthread_barrier_destroy (&all_alive);
-  fixture_free (&fx);
+  extdev_free (&fx);
 }
 END_TEST
 
@@ -178,7 +141,7 @@ static bool drain_done, drained_while_open;
 static void *
 first_owner (void *vp)
 {
-  struct fixture *fx = vp;
+  struct extdev *fx = vp;
   unsigned char buf[SS] = { 1 };
   unsigned side;
   int err;
@@ -193,7 +156,7 @@ first_owner (void *vp)
 static void *
 next_owner (void *vp)
 {
-  struct fixture *fx = vp;
+  struct extdev *fx = vp;
   struct remap_counter_slot *slot;
   unsigned side;
 
@@ -214,11 +177,11 @@ next_owner (void *vp)
 
 START_TEST (test_drain_waits_in_reused_slot)
 {
-  struct fixture fx;
+  struct extdev fx;
   pthread_t thread;
   uint64_t writes0;
 
-  fixture_open (&fx);
+  extdev_open (&fx);
   writes0 = remap_device_counter (fx.dev, REMAP_COUNTER_WRITES);
   ck_assert_int_eq (pthread_create (&thread, NULL, first_owner, &fx), 0);
   pthread_join (thread, NULL);
@@ -238,7 +201,7 @@ START_TEST (test_drain_waits_in_reused_slot)
   ck_assert_uint_eq (remap_device_counter (fx.dev, REMAP_COUNTER_WRITES),
                      writes0 + 2);
   sem_destroy (&in_window);
-  fixture_free (&fx);
+  extdev_free (&fx);
 }
 END_TEST
 
@@ -252,7 +215,7 @@ static pthread_barrier_t step, step2;
 static void *
 moving_thread (void *vp)
 {
-  struct fixture *fx = vp;
+  struct extdev *fx = vp;
   unsigned char buf[SS] = { 2 };
   int err;
 
@@ -270,7 +233,7 @@ moving_thread (void *vp)
 static void *
 counting_thread (void *vp)
 {
-  struct fixture *fx = vp;
+  struct extdev *fx = vp;
   unsigned char buf[SS] = { 3 };
   int err;
 
@@ -283,21 +246,21 @@ counting_thread (void *vp)
 
 START_TEST (test_devices_come_and_go)
 {
-  struct fixture fx[3];
+  struct extdev fx[3];
   pthread_t mover, counter;
   unsigned owned, owned0[3];
   uint64_t unslotted;
 
   ck_assert_int_eq (pthread_barrier_init (&step, NULL, 2), 0);
   ck_assert_int_eq (pthread_barrier_init (&step2, NULL, 2), 0);
-  fixture_open (&fx[0]);
+  extdev_open (&fx[0]);
   remap_counters_slot_stats (fx[0].dev, &owned0[0], &unslotted);
   ck_assert_int_eq (pthread_create (&mover, NULL, moving_thread, fx), 0);
   pthread_barrier_wait (&step);         /* 1 */
   remap_counters_slot_stats (fx[0].dev, &owned, &unslotted);
   ck_assert_uint_eq (owned, owned0[0] + 1);
 
-  fixture_open (&fx[1]);
+  extdev_open (&fx[1]);
   remap_counters_slot_stats (fx[1].dev, &owned0[1], &unslotted);
   pthread_barrier_wait (&step);         /* 2 */
   pthread_barrier_wait (&step);         /* 3 */
@@ -307,8 +270,8 @@ START_TEST (test_devices_come_and_go)
   ck_assert_uint_eq (owned, owned0[1] + 1);
 
   /* The device goes while a thread still owns a slot in it. */
-  fixture_free (&fx[1]);
-  fixture_open (&fx[2]);
+  extdev_free (&fx[1]);
+  extdev_open (&fx[2]);
   remap_counters_slot_stats (fx[2].dev, &owned0[2], &unslotted);
   ck_assert_int_eq (pthread_create (&counter, NULL, counting_thread,
                                     &fx[2]), 0);
@@ -324,8 +287,8 @@ START_TEST (test_devices_come_and_go)
   ck_assert_uint_eq (owned, owned0[2]);
   ck_assert_uint_eq (unslotted, 0);
 
-  fixture_free (&fx[2]);
-  fixture_free (&fx[0]);
+  extdev_free (&fx[2]);
+  extdev_free (&fx[0]);
   pthread_barrier_destroy (&step);
   pthread_barrier_destroy (&step2);
 }
