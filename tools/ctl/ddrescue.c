@@ -87,14 +87,8 @@ cmd_export_ddrescue (int argc, char **argv)
   int r;
 
   (void) argc; (void) argv;
-  if ((r = open_target (NEED_READ)) != EXIT_OK)
+  if ((r = load_valid (NEED_READ, &lr)) != EXIT_OK)
     return r;
-  if ((r = load_metadata (&lr)) != EXIT_OK)
-    return r;
-  if ((r = require_valid (&lr)) != EXIT_OK) {
-    free (lr.entries);
-    return r;
-  }
   warn_if_in_use ();
   check_disk_size (&lr.header.geo);
   g = &lr.header.geo;

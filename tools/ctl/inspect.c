@@ -128,14 +128,8 @@ report (bool json)
   struct remap_device *dev;
   int r;
 
-  if ((r = open_target (NEED_READ)) != EXIT_OK)
+  if ((r = load_valid (NEED_READ, &lr)) != EXIT_OK)
     return r;
-  if ((r = load_metadata (&lr)) != EXIT_OK)
-    return r;
-  if ((r = require_valid (&lr)) != EXIT_OK) {
-    free (lr.entries);
-    return r;
-  }
   warn_if_in_use ();
   check_disk_size (&lr.header.geo);
   dev = make_view (&lr);

@@ -186,23 +186,41 @@ describe (const struct candidate *c)
           target_name (), target.store_size);
 }
 
+/* What find-region and move-region do first: open the disk, and look
+ * for the region a grow left behind.  Returns 0 with c->found set and
+ * the region described (the caller frees c->lr.entries), or 0 with
+ * c->found false when the region is already at the end, or an exit
+ * status (nothing found, or the disk shrank).
+ */
+static int
+locate_old_region (enum need need, const char *cmd, struct candidate *c)
+{
+  uint64_t shrunk_from;
+  int r;
+
+  c->found = false;
+  if ((r = open_target (need)) != EXIT_OK ||
+      (r = require_internal (cmd)) != EXIT_OK)
+    return r;
+  if (region_at_end ())
+    return EXIT_OK;
+  shrunk_from = find_old_region (c);
+  if (!c->found)
+    return not_found (shrunk_from);
+  describe (c);
+  return EXIT_OK;
+}
+
 int
 cmd_find_region (int argc, char **argv)
 {
   struct candidate c;
-  uint64_t shrunk_from;
   int r;
 
   (void) argc; (void) argv;
-  if ((r = open_target (NEED_READ)) != EXIT_OK ||
-      (r = require_internal ("find-region")) != EXIT_OK)
+  if ((r = locate_old_region (NEED_READ, "find-region", &c)) != EXIT_OK ||
+      !c.found)
     return r;
-  if (region_at_end ())
-    return EXIT_OK;
-  shrunk_from = find_old_region (&c);
-  if (!c.found)
-    return not_found (shrunk_from);
-  describe (&c);
   printf ("the disk was grown: 'remapctl --disk=%s move-region' moves the "
           "region to the new end\n", target_name ());
   free (c.lr.entries);
@@ -281,21 +299,14 @@ cmd_move_region (int argc, char **argv)
   struct remap_geometry ng, og;
   struct remap_metadata md;
   struct remap_load_result check;
-  uint64_t shrunk_from;
   char why[256];
   bool degraded;
   int r, err;
 
   (void) argc; (void) argv;
-  if ((r = open_target (NEED_WRITE_STORE)) != EXIT_OK ||
-      (r = require_internal ("move-region")) != EXIT_OK)
+  if ((r = locate_old_region (NEED_WRITE_STORE, "move-region", &c)) !=
+      EXIT_OK || !c.found)
     return r;
-  if (region_at_end ())
-    return EXIT_OK;
-  shrunk_from = find_old_region (&c);
-  if (!c.found)
-    return not_found (shrunk_from);
-  describe (&c);
   og = c.lr.header.geo;
   if (remap_geometry_compute (&ng, true, target.store_size, og.sector_size,
                               og.spare_count, why, sizeof why) == -1) {

@@ -85,6 +85,10 @@ extern void print_copies (FILE *fp, const struct remap_load_result *lr,
                           const char *indent);
 extern void uuid_hex (const uint8_t uuid[16], char out[33]);
 extern int require_valid (const struct remap_load_result *lr);
+/* open_target, load_metadata and require_valid in one: on success the
+ * caller frees lr->entries, on failure nothing is left to free.
+ */
+extern int load_valid (enum need need, struct remap_load_result *lr);
 extern void warn_if_in_use (void);
 extern void check_disk_size (const struct remap_geometry *g);
 extern struct remap_device *make_view (const struct remap_load_result *lr);

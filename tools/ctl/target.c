@@ -425,6 +425,21 @@ require_valid (const struct remap_load_result *lr)
   return EXIT_ERROR;
 }
 
+int
+load_valid (enum need need, struct remap_load_result *lr)
+{
+  int r;
+
+  if ((r = open_target (need)) != EXIT_OK ||
+      (r = load_metadata (lr)) != EXIT_OK)
+    return r;
+  if ((r = require_valid (lr)) != EXIT_OK) {
+    free (lr->entries);
+    lr->entries = NULL;
+  }
+  return r;
+}
+
 /* For the read-only subcommands: try the store lock shared for an
  * instant, only to warn that what is on disk may lag behind a running
  * server.  (A subcommand that writes opened the store for writing,
@@ -521,14 +536,8 @@ begin_change (enum need need, struct remap_device **devp)
   int r;
 
   *devp = NULL;
-  if ((r = open_target (need)) != EXIT_OK)
+  if ((r = load_valid (need, &lr)) != EXIT_OK)
     return r;
-  if ((r = load_metadata (&lr)) != EXIT_OK)
-    return r;
-  if ((r = require_valid (&lr)) != EXIT_OK) {
-    free (lr.entries);
-    return r;
-  }
   *devp = open_device (&lr);
   free (lr.entries);
   if (*devp == NULL)
