@@ -250,9 +250,13 @@ stop_server "$sock"
 # 8. Two flushes sent together after a write to sector 80, which fails
 #    at writeback: the plugin tells one of them; the other began after
 #    that write was acknowledged too, so it must not succeed either.
+#    Every flush first sleeps 300 ms in the test source, so that the
+#    second reaches the filter while the first is still running (on a
+#    slow server, a sanitizer build, it could otherwise arrive after
+#    the first had ended, and no longer be sent "together").
 truncate -s 0 "$disk" "$tmp/spares"
 truncate -s 64M "$disk"
-echo "writeback 80" >"$list"
+printf 'writeback 80\ndelay-write 300\n' >"$list"
 start "$tmp/log10" remap-spare="$tmp/spares"
 out=$(client '
 import os, errno
