@@ -655,6 +655,11 @@ model_write_error_check (uint64_t off, uint32_t len, int err, uint64_t id)
   stats.write_errors++;
   for (uint64_t u = off / UNIT; u * UNIT < off + len; u++)
     ok |= units[u].ever_fault || units[u].maybe_remapped;
+  /* A FUA write is a write and a flush, and the filter makes it wait
+   * for every table change before it to be durable (DURABILITY): it
+   * may fail wherever a flush may, which the model always allows.
+   */
+  ok |= oplog[id].fua;
   if (!ok && ++stats.violations <= REPORTS_SHOWN) {
     fprintf (stderr, "VIOLATION: %s #%" PRIu64 " [%" PRIu64 "+%" PRIu32
              "] failed with %s, but none of its sectors ever had a fault or "
